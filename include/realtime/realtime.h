@@ -1,0 +1,241 @@
+/*
+ * SymbioseDB Realtime: embeddable WebSocket pub/sub server.
+ *
+ * The API mirrors the seed's `RealtimeServer` (start, stop, publish, subscribe,
+ * getChannelStats, getClientInfo, getActiveConnections) in libuv's style:
+ * functions return 0 or a negative RT_E* code, handles are opaque, and every
+ * call except rt_server_publish_async() belongs to the loop thread.
+ *
+ * Ownership is stated on each declaration: "borrowed" pointers stay owned by
+ * the caller and are not kept past the call; "returns a new ..." means the
+ * caller frees it with the named function.
+ */
+#ifndef REALTIME_REALTIME_H
+#define REALTIME_REALTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RT_BUILDING_SHARED)
+#define RT_API __attribute__((visibility("default")))
+#else
+#define RT_API
+#endif
+
+#define RT_VERSION_STRING "0.1.0"
+
+/*
+ * One error space. XX(code, name, message): the snake_case names that are
+ * not marked internal are the error codes of the wire protocol
+ * (docs/protocol.md lists them; a unit test checks the two agree).
+ */
+#define RT_ERRNO_MAP(XX)                                                       \
+  XX(EINVAL, "invalid_argument", "Invalid argument")                          \
+  XX(ENOMEM, "internal_error", "Out of memory")                               \
+  XX(EAGAIN, "again", "Need more input")                                      \
+  XX(EBUSY, "busy", "Resource busy")                                          \
+  XX(ENOENT, "not_found", "No such object")                                   \
+  XX(EEXIST, "already_exists", "Object already exists")                       \
+  XX(ESTATE, "invalid_state", "Operation not allowed in this state")          \
+  XX(EIO, "io_error", "I/O error")                                            \
+  XX(EADDR, "address_error", "Cannot listen on the configured address")       \
+  XX(ECONFIG, "invalid_config", "Invalid configuration")                      \
+  XX(EJSON, "invalid_json", "Invalid JSON")                                   \
+  XX(ETYPE, "unknown_type", "Unknown message type")                           \
+  XX(EMISSING, "missing_field", "Missing required field")                     \
+  XX(EFIELD, "invalid_field", "Invalid field value")                          \
+  XX(ECHANNEL, "invalid_channel", "Invalid channel name format")              \
+  XX(ETOOLARGE, "message_too_large", "Message too large")                     \
+  XX(EDEPTH, "nesting_too_deep", "JSON nesting too deep")                     \
+  XX(ELIMIT, "too_many_subscriptions", "Too many subscriptions")
+
+typedef enum {
+  RT_OK = 0,
+#define RT_ERR_ENUM_(code, name, msg) RT_##code,
+  RT__EFIRST = -1000,
+  RT_ERRNO_MAP(RT_ERR_ENUM_)
+#undef RT_ERR_ENUM_
+  RT__ELAST
+} rt_errno_t;
+
+/* Human-readable message for an RT_E* code; never NULL, static storage. */
+RT_API const char *rt_strerror(int err);
+/* snake_case name of an RT_E* code ("invalid_json"); never NULL, static. */
+RT_API const char *rt_err_name(int err);
+
+/* ---------------------------------------------------------------- logging */
+
+typedef enum { RT_LOG_DEBUG, RT_LOG_INFO, RT_LOG_WARN, RT_LOG_ERROR } rt_log_level_t;
+/* Receives one formatted line (no trailing newline); borrowed for the call. */
+typedef void (*rt_log_cb)(rt_log_level_t level, const char *line, void *user_data);
+/*
+ * Installs the process-wide log sink (NULL silences the library, the
+ * default) and the lowest level passed to it. Call before starting servers.
+ */
+RT_API void rt_log_set_sink(rt_log_cb cb, rt_log_level_t min_level, void *user_data);
+
+/* ---------------------------------------------------------- configuration */
+
+/*
+ * The one open struct. rt_config_init() sets the seed's defaults; strings are
+ * borrowed and must outlive rt_server_new() (the server copies them).
+ */
+typedef struct rt_config_s {
+  const char *host;              /* listen address, default "0.0.0.0" */
+  int port;                      /* listen port, default 8080; 0 picks a free one */
+  const char *path;              /* WebSocket endpoint path, default "/ws" */
+  uint32_t ping_interval_ms;     /* keep-alive ping period, default 30000; 0 off */
+  uint32_t presence_timeout_ms;  /* presence TTL, default 60000 */
+  int require_auth;              /* seed's requireAuth, default 0 */
+  const char *jwt_secret;        /* seed's jwtSecret, default NULL */
+  struct {
+    uint32_t max_connections;         /* per IP, 0 = unlimited */
+    uint32_t max_messages_per_minute; /* per client, 0 = unlimited */
+    uint32_t window_ms;               /* rate window, default 60000 */
+  } rate_limit;
+  size_t max_message_size;       /* largest WebSocket message, default 1 MiB (1009) */
+  size_t max_publish_size;       /* largest publish `data`, default 512 KiB */
+  uint32_t max_subscriptions;    /* channels per client, default 1024 */
+  size_t max_queued_bytes;       /* unsent bytes per client before 1008, default 4 MiB */
+  size_t max_header_size;        /* upgrade request head limit (431), default 8 KiB */
+  uint32_t handshake_timeout_ms; /* time to complete the upgrade, default 10000 */
+  uint32_t shutdown_timeout_ms;  /* graceful stop budget, default 5000 */
+  uint32_t max_json_depth;       /* nesting limit for commands, default 64 */
+  void *loop;                    /* uv_loop_t * to run on; NULL = server owns one */
+} rt_config_t;
+
+RT_API void rt_config_init(rt_config_t *cfg);
+
+/* ---------------------------------------------------------------- server */
+
+typedef struct rt_server_s rt_server_t;
+typedef struct rt_subscription_s rt_subscription_t;
+
+/*
+ * Creates a server from a borrowed config (copied). Nothing listens yet.
+ * Returns 0 and *out, or RT_EINVAL/RT_ENOMEM. Free with rt_server_free().
+ */
+RT_API int rt_server_new(const rt_config_t *cfg, rt_server_t **out);
+/* Frees a stopped (or never started) server. NULL is a no-op. */
+RT_API void rt_server_free(rt_server_t *srv);
+/*
+ * Binds and listens (seed: start()). On success the bound port is known via
+ * rt_server_port(). Returns RT_EADDR (details logged) or RT_ESTATE.
+ */
+RT_API int rt_server_start(rt_server_t *srv);
+/* Port actually bound (useful with port 0); 0 before start. */
+RT_API int rt_server_port(const rt_server_t *srv);
+/*
+ * Runs the server's own loop until the server has stopped. Only for servers
+ * created without cfg->loop; embedders with their own loop run it themselves.
+ */
+RT_API int rt_server_run(rt_server_t *srv);
+/*
+ * Graceful stop (seed: stop()): closes the listener, sends close 1001 to every
+ * client after flushing what is queued, waits up to shutdown_timeout_ms, then
+ * closes the remaining sockets and drops all channels and subscriptions.
+ * Loop thread only; rt_server_stop_async() is the thread/signal-safe form.
+ */
+RT_API void rt_server_stop(rt_server_t *srv);
+RT_API void rt_server_stop_async(rt_server_t *srv);
+
+/* Metadata of a delivered message, borrowed for the callback. */
+typedef struct {
+  uint64_t publisher_id; /* client id of the publisher, 0 = server-side */
+  int64_t timestamp_ms;  /* publish time, ms since the epoch */
+} rt_msg_meta_t;
+
+/*
+ * Server-side subscriber callback. `channel` and `data` (the published JSON
+ * bytes, exactly as sent, not NUL-terminated) are borrowed for the call.
+ * Runs on the loop thread; it may publish, subscribe or unsubscribe.
+ */
+typedef void (*rt_message_cb)(const char *channel, const char *data, size_t len,
+                              const rt_msg_meta_t *meta, void *user_data);
+
+/*
+ * Publishes `json` (borrowed; must be one valid JSON value) to `channel`.
+ * Returns the number of subscribers reached (>= 0) or a negative RT_E*
+ * (RT_ECHANNEL, RT_EJSON, RT_ETOOLARGE).
+ */
+RT_API int64_t rt_server_publish(rt_server_t *srv, const char *channel, const char *json,
+                                 size_t len);
+/*
+ * Thread-safe publish: copies the arguments and hands them to the loop
+ * thread. Returns 0 once queued (validation errors are logged by the loop),
+ * or RT_ECHANNEL / RT_ETOOLARGE / RT_ENOMEM / RT_ESTATE when not running.
+ */
+RT_API int rt_server_publish_async(rt_server_t *srv, const char *channel, const char *json,
+                                   size_t len);
+/*
+ * Server-side subscription (seed: subscribe()). Returns 0 and a handle in
+ * *out, owned by the server until rt_server_unsubscribe() (or server free).
+ */
+RT_API int rt_server_subscribe(rt_server_t *srv, const char *channel, rt_message_cb cb,
+                               void *user_data, rt_subscription_t **out);
+/* Ends a server-side subscription; the handle is invalid afterwards. */
+RT_API void rt_server_unsubscribe(rt_server_t *srv, rt_subscription_t *sub);
+
+/* ------------------------------------------------------------ statistics */
+
+typedef struct {
+  char *name;                  /* channel name (owned by the struct) */
+  uint64_t subscribers;        /* current subscribers, clients and server-side */
+  uint64_t messages_published; /* publishes accepted on this channel */
+  uint64_t messages_delivered; /* deliveries (one per subscriber per message) */
+  uint64_t bytes_published;    /* sum of published data sizes */
+  uint64_t bytes_delivered;    /* sum of data bytes over all deliveries */
+  int64_t created_at_ms;       /* channel creation, ms since the epoch */
+  int64_t last_activity_ms;    /* last publish/subscribe/unsubscribe */
+} rt_channel_stats_t;
+
+/*
+ * Statistics of one channel (name non-NULL) or all channels (name NULL).
+ * Returns 0 with a new array in *out of *count entries (free with
+ * rt_channel_stats_free), or RT_ENOENT when the named channel does not exist.
+ */
+RT_API int rt_server_channel_stats(rt_server_t *srv, const char *name, rt_channel_stats_t **out,
+                                   size_t *count);
+RT_API void rt_channel_stats_free(rt_channel_stats_t *stats, size_t count);
+
+typedef struct {
+  uint64_t id;             /* client id, unique for the server's life */
+  char remote_addr[64];    /* "ip:port" */
+  int64_t connected_at_ms; /* upgrade time, ms since the epoch */
+  char **subscriptions;    /* channel names (owned by the struct) */
+  size_t subscription_count;
+  uint64_t messages_in;    /* text messages received */
+  uint64_t messages_out;   /* messages queued to the client */
+  uint64_t bytes_in;       /* payload bytes received */
+  uint64_t bytes_out;      /* frame bytes queued to the client */
+} rt_client_info_t;
+
+/*
+ * Info about one client (id != 0) or all WebSocket clients (id == 0).
+ * Returns 0 with a new array (free with rt_client_info_free), or RT_ENOENT.
+ */
+RT_API int rt_server_client_info(rt_server_t *srv, uint64_t id, rt_client_info_t **out,
+                                 size_t *count);
+RT_API void rt_client_info_free(rt_client_info_t *info, size_t count);
+
+/* Open WebSocket connections (seed: getActiveConnections()). */
+RT_API size_t rt_server_active_connections(const rt_server_t *srv);
+
+typedef struct {
+  uint64_t connections_total;     /* upgrades accepted since start */
+  uint64_t slow_consumers_closed; /* clients cut off past max_queued_bytes */
+  uint64_t protocol_errors;       /* connections closed for framing errors */
+  uint64_t messages_published;    /* all channels */
+  uint64_t messages_delivered;    /* all channels */
+} rt_server_totals_t;
+
+RT_API void rt_server_totals(const rt_server_t *srv, rt_server_totals_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,96 @@
+#include "buf.h"
+
+#include <assert.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "realtime/realtime.h"
+
+rt_frame_t *rt_frame_new(size_t cap) {
+  rt_frame_t *f = rt_malloc(sizeof(*f) + RT_FRAME_HEADROOM + cap);
+  if (f == NULL) return NULL;
+  f->refcnt = 1;
+  f->off = RT_FRAME_HEADROOM;
+  f->len = 0;
+  f->cap = cap;
+  return f;
+}
+
+void rt_frame_append(rt_frame_t *f, const void *p, size_t n) {
+  assert(f->len + n <= f->cap);
+  memcpy(rt_frame_payload(f) + f->len, p, n);
+  f->len += n;
+}
+
+/* RFC 6455 5.2: server frames are unmasked; the length takes 7, 7+16 or 7+64 bits. */
+void rt_frame_seal(rt_frame_t *f, int opcode) {
+  uint8_t *p = rt_frame_payload(f);
+  size_t n = f->len;
+  if (n < 126) {
+    p -= 2;
+    p[1] = (uint8_t)n;
+  } else if (n <= 0xffff) {
+    p -= 4;
+    p[1] = 126;
+    p[2] = (uint8_t)(n >> 8);
+    p[3] = (uint8_t)n;
+  } else {
+    p -= 10;
+    p[1] = 127;
+    for (int i = 0; i < 8; i++) p[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+  }
+  p[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+  f->off = (uint32_t)(p - f->bytes);
+}
+
+void rt_frame_unref(rt_frame_t *f) {
+  if (f == NULL) return;
+  assert(f->refcnt > 0);
+  if (--f->refcnt == 0) rt_free(f);
+}
+
+void rt_sendq_init(rt_sendq_t *q) { memset(q, 0, sizeof(*q)); }
+
+void rt_sendq_destroy(rt_sendq_t *q) {
+  for (size_t i = 0; i < q->count; i++) rt_frame_unref(rt_sendq_at(q, i));
+  rt_free(q->ring);
+  rt_sendq_init(q);
+}
+
+static int grow(rt_sendq_t *q) {
+  size_t ncap = q->cap ? q->cap * 2 : 8;
+  rt_frame_t **nr = rt_malloc(ncap * sizeof(*nr));
+  if (nr == NULL) return RT_ENOMEM;
+  for (size_t i = 0; i < q->count; i++) nr[i] = rt_sendq_at(q, i);
+  rt_free(q->ring);
+  q->ring = nr;
+  q->cap = ncap;
+  q->head = 0;
+  return 0;
+}
+
+int rt_sendq_push(rt_sendq_t *q, rt_frame_t *f) {
+  if (q->count == q->cap && grow(q) != 0) return RT_ENOMEM;
+  q->ring[(q->head + q->count) & (q->cap - 1)] = f;
+  q->count++;
+  q->bytes += rt_frame_wire_len(f);
+  return 0;
+}
+
+void rt_sendq_consume(rt_sendq_t *q, size_t n) {
+  assert(n <= q->bytes);
+  q->bytes -= n;
+  while (n > 0) {
+    rt_frame_t *f = rt_sendq_at(q, 0);
+    size_t left = rt_frame_wire_len(f) - q->head_sent;
+    if (n < left) {
+      q->head_sent += n;
+      return;
+    }
+    n -= left;
+    q->head_sent = 0;
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->count--;
+    rt_frame_unref(f);
+  }
+}

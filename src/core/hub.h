@@ -1,0 +1,91 @@
+/*
+ * The hub: channels, subscriptions and fan-out, with no knowledge of sockets.
+ *
+ * A subscriber is an rt_peer_t embedded in whatever owns it (a connection, a
+ * server-side subscription, a test's recorder) with an ops table. A publish
+ * encodes the message frame once and hands the same frame to every
+ * subscriber's deliver(); the peer takes its own reference if it keeps it.
+ *
+ * Re-entrancy: deliver() may subscribe, unsubscribe (any peer, including
+ * itself) or publish (also to the same channel). Removals during a fan-out
+ * are deferred to its end; peers added during a fan-out get later messages only.
+ * A channel exists while it has subscribers.
+ */
+#ifndef RT_CORE_HUB_H
+#define RT_CORE_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "realtime/realtime.h"
+
+typedef int64_t (*rt_clock_fn)(void *clock_data); /* ms since the epoch */
+
+typedef struct rt_hub_s rt_hub_t;
+typedef struct rt_peer_s rt_peer_t;
+typedef struct rt_sub_s rt_sub_t;
+
+typedef struct {
+  const char *channel;  /* NUL-terminated, borrowed */
+  size_t channel_len;
+  const char *data;     /* exact published JSON bytes, borrowed, not NUL-terminated */
+  size_t data_len;
+  rt_msg_meta_t meta;   /* publisher id and time */
+} rt_hub_msg_t;
+
+typedef struct {
+  /*
+   * Delivers one message. `frame` is the sealed {"type":"message",...} text
+   * frame shared by all subscribers (borrowed: rt_frame_ref it to keep it).
+   * Returns 0 when delivered (counted), non-zero when refused (e.g. the
+   * peer is over its send cap and is being evicted by its owner).
+   */
+  int (*deliver)(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg);
+} rt_peer_ops_t;
+
+struct rt_peer_s {
+  const rt_peer_ops_t *ops; /* how to deliver */
+  uint64_t id;              /* publisher id reported in meta (client id; 0 = server) */
+  rt_sub_t *_subs;          /* this peer's subscriptions (hub-owned list) */
+  size_t _nsubs;            /* length of _subs */
+};
+
+/* Returns a new hub or NULL. `clock` may be NULL (wall clock). */
+rt_hub_t *rt_hub_new(rt_clock_fn clock, void *clock_data);
+/* Frees all channels and subscriptions; peers must not be used with it after. NULL ok. */
+void rt_hub_free(rt_hub_t *hub);
+
+void rt_peer_init(rt_peer_t *peer, const rt_peer_ops_t *ops, uint64_t id);
+static inline size_t rt_peer_subscription_count(const rt_peer_t *peer) { return peer->_nsubs; }
+
+/* Subscribes peer to channel (validated by the caller). Returns 0, RT_EEXIST or RT_ENOMEM. */
+int rt_hub_subscribe(rt_hub_t *hub, rt_peer_t *peer, const char *channel, size_t len);
+/* Returns 0, or RT_ENOENT when the peer was not subscribed. */
+int rt_hub_unsubscribe(rt_hub_t *hub, rt_peer_t *peer, const char *channel, size_t len);
+/* Drops every subscription of the peer (on disconnect). */
+void rt_hub_unsubscribe_all(rt_hub_t *hub, rt_peer_t *peer);
+/* 1 when peer is subscribed to channel. */
+int rt_hub_is_subscribed(rt_hub_t *hub, const rt_peer_t *peer, const char *channel, size_t len);
+
+/*
+ * Publishes data (one valid JSON value, validated by the caller) to channel.
+ * Returns the number of peers that accepted the delivery (>= 0; 0 when the
+ * channel does not exist) or RT_ENOMEM.
+ */
+int64_t rt_hub_publish(rt_hub_t *hub, const char *channel, size_t channel_len, const char *data,
+                       size_t data_len, uint64_t publisher_id);
+
+/*
+ * Statistics of one channel (name non-NULL) or all (name NULL), as a new
+ * array for rt_channel_stats_free(). Returns 0, RT_ENOENT or RT_ENOMEM.
+ */
+int rt_hub_channel_stats(rt_hub_t *hub, const char *name, rt_channel_stats_t **out,
+                         size_t *count);
+size_t rt_hub_channel_count(const rt_hub_t *hub);
+/* Returns a new array of the peer's channel names (each rt_malloc'd). */
+int rt_hub_peer_channels(const rt_peer_t *peer, char ***names, size_t *count);
+/* Totals since the hub was created. */
+void rt_hub_totals(const rt_hub_t *hub, uint64_t *published, uint64_t *delivered);
+
+#endif
