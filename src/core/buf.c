@@ -94,3 +94,13 @@ void rt_sendq_consume(rt_sendq_t *q, size_t n) {
     rt_frame_unref(f);
   }
 }
+
+void rt_sendq_truncate(rt_sendq_t *q, size_t keep) {
+  assert(keep > 0 || q->head_sent == 0);
+  while (q->count > keep) {
+    rt_frame_t *f = rt_sendq_at(q, q->count - 1);
+    q->count--;
+    q->bytes -= rt_frame_wire_len(f);
+    rt_frame_unref(f);
+  }
+}

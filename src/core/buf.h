@@ -74,4 +74,10 @@ static inline rt_frame_t *rt_sendq_at(const rt_sendq_t *q, size_t i) {
  */
 void rt_sendq_consume(rt_sendq_t *q, size_t n);
 
+/*
+ * Keeps the first `keep` frames and unrefs the rest (newest first). The head
+ * frame must be kept when it is partly written (head_sent > 0).
+ */
+void rt_sendq_truncate(rt_sendq_t *q, size_t keep);
+
 #endif

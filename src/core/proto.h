@@ -49,7 +49,7 @@ int rt_proto_parse(const char *msg, size_t len, uint32_t max_depth, size_t max_d
 
 /*
  * Validates that p[0..len) is exactly one JSON value (surrounding whitespace
- * allowed) nested at most max_depth deep. On success sets *start/*vlen to the
+ * allowed) nested at most max_depth deep. On success sets *start and *vlen to the
  * value without the surrounding whitespace. Returns 0, RT_EJSON or RT_EDEPTH.
  */
 int rt_json_validate(const char *p, size_t len, uint32_t max_depth, size_t *start, size_t *vlen,

@@ -1,0 +1,441 @@
+/*
+ * One client connection over libuv: the state machine HTTP -> OPEN ->
+ * CLOSING -> CLOSED (docs/architecture.md), the read path, and the
+ * connection's side of the hub (its rt_peer_t).
+ *
+ * Reads land in the server's one read buffer and are decoded in place; the
+ * pure modules decide (handshake, ws_codec, proto, hub) and this file acts:
+ * it queues frames, starts close handshakes and closes sockets. A conn is
+ * freed only from its uv_close callback, which libuv runs after the current
+ * callbacks have returned, so no caller up the stack sees freed memory; code
+ * here re-checks c->state after anything that can close it.
+ */
+#include <string.h>
+
+#include "alloc.h"
+#include "handshake.h"
+#include "http_parse.h"
+#include "log.h"
+#include "proto.h"
+#include "server_internal.h"
+
+/* How long we wait for the peer's close frame (or an HTTP client's EOF) before closing. */
+#define CLOSE_TIMEOUT_MS 3000
+
+static int conn_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg);
+static const rt_peer_ops_t conn_peer_ops = {conn_deliver};
+
+static rt_conn_t *conn_of_peer(rt_peer_t *p) { return RT_CONTAINER_OF(p, rt_conn_t, peer); }
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  rt_conn_t *c = h->data;
+  *buf = uv_buf_init(c->srv->rbuf, sizeof(c->srv->rbuf));
+}
+
+static void on_close(uv_handle_t *h) {
+  rt_conn_t *c = h->data;
+  rt_server_t *srv = c->srv;
+  rt_ws_decoder_free(c->dec);
+  rt_sendq_destroy(&c->sendq);
+  rt_free(c->head);
+  rt_free(c);
+  rt_server_conn_freed(srv);
+}
+
+static void set_deadline(rt_conn_t *c, rt_link_t *list, uint64_t after_ms) {
+  rt_link_remove(&c->timer_link);
+  c->deadline_ms = uv_now(c->srv->loop) + after_ms;
+  rt_link_push_back(list, &c->timer_link);
+}
+
+void rt_conn_abort(rt_conn_t *c) {
+  if (c->state == CONN_CLOSED) return;
+  if (c->state == CONN_OPEN) c->srv->open_count--;
+  rt_hub_unsubscribe_all(c->srv->hub, &c->peer);
+  rt_link_remove(&c->all_link);
+  rt_link_remove(&c->timer_link);
+  rt_link_remove(&c->pending_link);
+  c->state = CONN_CLOSED;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/*
+ * Queues a frame we own one reference to. Past max_queued_bytes the client
+ * is a slow consumer and is cut off (unless `force`, used for the close
+ * frame itself): what it has not started receiving is dropped, so one stuck
+ * reader costs at most the cap, and everyone else carries on.
+ */
+static int send_frame(rt_conn_t *c, rt_frame_t *f, int force) {
+  size_t n = rt_frame_wire_len(f);
+  if (c->state == CONN_CLOSED || (!force && c->state != CONN_OPEN)) goto drop;
+  if (!force && c->sendq.bytes + n > c->srv->cfg.max_queued_bytes) {
+    c->srv->totals.slow_consumers_closed++;
+    rt_log(RT_LOG_WARN, "client=%llu ip=%s slow consumer: %zu bytes unsent, closing",
+           (unsigned long long)c->peer.id, c->remote, c->sendq.bytes);
+    rt_flush_drop_unsent(c);
+    rt_conn_close(c, RT_CLOSE_POLICY, "Slow consumer: too many unsent bytes");
+    goto drop;
+  }
+  if (rt_sendq_push(&c->sendq, f) != 0) {
+    rt_conn_abort(c);
+    goto drop;
+  }
+  c->bytes_out += n;
+  rt_flush_schedule(c);
+  return 0;
+drop:
+  rt_frame_unref(f);
+  return RT_ESTATE;
+}
+
+int rt_conn_send(rt_conn_t *c, rt_frame_t *f) {
+  if (f == NULL) {
+    rt_conn_abort(c);
+    return RT_ENOMEM;
+  }
+  int r = send_frame(c, f, 0);
+  if (r == 0) c->messages_out++;
+  return r;
+}
+
+void rt_conn_close(rt_conn_t *c, uint16_t code, const char *reason) {
+  if (c->state == CONN_HTTP) {
+    rt_conn_abort(c);
+    return;
+  }
+  if (c->state != CONN_OPEN) return;
+  c->state = CONN_CLOSING;
+  c->srv->open_count--;
+  rt_hub_unsubscribe_all(c->srv->hub, &c->peer);
+  rt_log(RT_LOG_DEBUG, "client=%llu ip=%s closing: %u %s", (unsigned long long)c->peer.id,
+         c->remote, code, reason);
+  rt_frame_t *f = rt_ws_close_frame_new(code, reason);
+  if (f == NULL || send_frame(c, f, 1) != 0) {
+    rt_conn_abort(c);
+    return;
+  }
+  set_deadline(c, &c->srv->closing, CLOSE_TIMEOUT_MS);
+}
+
+static void reply_error(rt_conn_t *c, const rt_cmd_t *cmd, int err, const char *msg) {
+  rt_conn_send(c, rt_proto_error(cmd->has_id, cmd->id, err, msg[0] ? msg : rt_strerror(err)));
+}
+
+static void do_subscribe(rt_conn_t *c, const rt_cmd_t *cmd) {
+  rt_server_t *srv = c->srv;
+  uint32_t max = srv->cfg.max_subscriptions;
+  if (rt_peer_subscription_count(&c->peer) >= max &&
+      !rt_hub_is_subscribed(srv->hub, &c->peer, cmd->channel, cmd->channel_len)) {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "Too many subscriptions (limit %u per client)", max);
+    reply_error(c, cmd, RT_ELIMIT, msg);
+    return;
+  }
+  int r = rt_hub_subscribe(srv->hub, &c->peer, cmd->channel, cmd->channel_len);
+  if (r == 0 || r == RT_EEXIST)
+    rt_conn_send(c, rt_proto_ack(cmd->has_id, cmd->id, -1));
+  else
+    reply_error(c, cmd, r, "");
+}
+
+/* Parses and runs one command. A bad command gets an error reply; the connection stays. */
+static void handle_command(rt_conn_t *c, const char *msg, size_t len) {
+  rt_server_t *srv = c->srv;
+  rt_cmd_t cmd;
+  rt_errbuf_t err;
+  err.msg[0] = '\0';
+  int r = rt_proto_parse(msg, len, srv->cfg.max_json_depth, srv->cfg.max_publish_size, &cmd, &err);
+  if (r < 0) {
+    reply_error(c, &cmd, r, err.msg);
+    return;
+  }
+  switch (cmd.type) {
+    case RT_CMD_SUBSCRIBE:
+      do_subscribe(c, &cmd);
+      break;
+    case RT_CMD_UNSUBSCRIBE:
+      rt_hub_unsubscribe(srv->hub, &c->peer, cmd.channel, cmd.channel_len);
+      rt_conn_send(c, rt_proto_ack(cmd.has_id, cmd.id, -1));
+      break;
+    case RT_CMD_PUBLISH: {
+      int64_t d = rt_hub_publish(srv->hub, cmd.channel, cmd.channel_len, cmd.data, cmd.data_len,
+                                 c->peer.id);
+      if (d < 0)
+        reply_error(c, &cmd, (int)d, "");
+      else
+        rt_conn_send(c, rt_proto_ack(cmd.has_id, cmd.id, d));
+      break;
+    }
+  }
+}
+
+static void on_close_frame(rt_conn_t *c, const rt_ws_event_t *ev) {
+  c->close_received = 1;
+  if (c->state == CONN_CLOSING) { /* our close was first: the handshake is complete */
+    rt_conn_abort(c);
+    return;
+  }
+  /* RFC 6455 5.5.1: echo the status code, then close the TCP connection (server first). */
+  c->state = CONN_CLOSING;
+  c->srv->open_count--;
+  rt_hub_unsubscribe_all(c->srv->hub, &c->peer);
+  rt_frame_t *f = ev->close_code == RT_CLOSE_NO_STATUS
+                      ? rt_ws_frame_new(RT_WS_OP_CLOSE, NULL, 0)
+                      : rt_ws_close_frame_new(ev->close_code, "");
+  if (f == NULL || send_frame(c, f, 1) != 0) {
+    rt_conn_abort(c);
+    return;
+  }
+  c->close_after_flush = 1;
+  set_deadline(c, &c->srv->closing, CLOSE_TIMEOUT_MS);
+}
+
+static void handle_event(rt_conn_t *c, const rt_ws_event_t *ev) {
+  switch (ev->type) {
+    case RT_WS_EV_TEXT:
+      if (c->state != CONN_OPEN) return; /* data after our close frame is discarded */
+      c->messages_in++;
+      c->bytes_in += ev->len;
+      handle_command(c, (const char *)ev->payload, ev->len);
+      break;
+    case RT_WS_EV_BINARY:
+      rt_conn_close(c, RT_CLOSE_UNSUPPORTED,
+                    "Binary messages are not supported: send JSON text messages");
+      break;
+    case RT_WS_EV_PING:
+      if (c->state == CONN_OPEN) rt_conn_send(c, rt_ws_frame_new(RT_WS_OP_PONG, ev->payload, ev->len));
+      break;
+    case RT_WS_EV_PONG:
+      c->awaiting_pong = 0;
+      break;
+    case RT_WS_EV_CLOSE:
+      on_close_frame(c, ev);
+      break;
+    case RT_WS_EV_ERROR:
+      c->srv->totals.protocol_errors++;
+      rt_log(RT_LOG_DEBUG, "client=%llu ip=%s protocol error: %s", (unsigned long long)c->peer.id,
+             c->remote, ev->reason);
+      if (c->state == CONN_OPEN)
+        rt_conn_close(c, ev->close_code, ev->reason);
+      else
+        rt_conn_abort(c);
+      break;
+    case RT_WS_EV_NONE:
+      break;
+  }
+}
+
+/* Decodes every event in `in` (unmasked in place); stops as soon as the conn closes. */
+static void handle_ws(rt_conn_t *c, uint8_t *in, size_t n) {
+  size_t off = 0;
+  while (off < n && (c->state == CONN_OPEN || c->state == CONN_CLOSING) && !c->close_received) {
+    rt_ws_event_t ev;
+    size_t used = 0;
+    if (rt_ws_decoder_feed(c->dec, in + off, n - off, &used, &ev) != 0) {
+      rt_conn_abort(c);
+      return;
+    }
+    off += used;
+    if (ev.type == RT_WS_EV_NONE) break;
+    handle_event(c, &ev);
+  }
+}
+
+static void health_body(rt_server_t *srv, char *out, size_t cap) {
+  snprintf(out, cap,
+           "{\"status\":\"ok\",\"version\":\"%s\",\"connections\":%zu,\"channels\":%zu,"
+           "\"uptimeMs\":%lld}",
+           RT_VERSION_STRING, srv->open_count, rt_hub_channel_count(srv->hub),
+           (long long)(rt_wall_ms() - srv->started_at_ms));
+}
+
+/* Queues an HTTP response (not a WebSocket frame) and half-closes once it is sent. */
+static void respond_and_close(rt_conn_t *c, const char *resp, size_t len) {
+  rt_frame_t *f = rt_frame_new(len);
+  rt_free(c->head);
+  c->head = NULL;
+  if (f == NULL) {
+    rt_conn_abort(c);
+    return;
+  }
+  rt_frame_append(f, resp, len); /* unsealed: the wire bytes are the payload as is */
+  c->state = CONN_CLOSING;
+  c->linger = 1;
+  c->close_after_flush = 1;
+  set_deadline(c, &c->srv->closing, CLOSE_TIMEOUT_MS);
+  send_frame(c, f, 1);
+}
+
+static void upgrade(rt_conn_t *c, const char *resp, size_t len, size_t head_len) {
+  rt_server_t *srv = c->srv;
+  rt_frame_t *f = rt_frame_new(len);
+  c->dec = rt_ws_decoder_new(srv->cfg.max_message_size);
+  if (f == NULL || c->dec == NULL) {
+    rt_frame_unref(f);
+    rt_conn_abort(c);
+    return;
+  }
+  rt_frame_append(f, resp, len);
+  rt_link_remove(&c->timer_link);
+  c->state = CONN_OPEN;
+  c->connected_at_ms = rt_wall_ms();
+  srv->open_count++;
+  srv->totals.connections_total++;
+  send_frame(c, f, 1);
+  rt_log(RT_LOG_DEBUG, "client=%llu ip=%s connected", (unsigned long long)c->peer.id, c->remote);
+  /* Frames the client sent right behind its request head. */
+  char *head = c->head;
+  c->head = NULL;
+  if (c->head_len > head_len) handle_ws(c, (uint8_t *)head + head_len, c->head_len - head_len);
+  rt_free(head);
+}
+
+/* Accumulates the request head; once complete, answers it (upgrade, health or an error). */
+static void handle_http(rt_conn_t *c, const char *data, size_t n) {
+  rt_server_t *srv = c->srv;
+  char *nh = rt_realloc(c->head, c->head_len + n);
+  if (nh == NULL) {
+    rt_conn_abort(c);
+    return;
+  }
+  c->head = nh;
+  memcpy(c->head + c->head_len, data, n);
+  c->head_len += n;
+
+  rt_http_request_t req;
+  char resp[1024];
+  size_t len = 0;
+  int r = rt_http_parse_request(c->head, c->head_len, srv->cfg.max_header_size, &req);
+  if (r == RT_EAGAIN) return;
+  if (r < 0) {
+    int status = r == RT_ETOOLARGE ? 431 : 400;
+    len = rt_handshake_error(status, status == 431 ? "Request header fields too large"
+                                                   : "Malformed HTTP request",
+                             resp, sizeof(resp));
+    respond_and_close(c, resp, len);
+    return;
+  }
+  rt_hs_info_t info;
+  switch (rt_handshake_process(&req, srv->path, resp, sizeof(resp), &len, &info)) {
+    case RT_HS_UPGRADE:
+      upgrade(c, resp, len, (size_t)r);
+      return;
+    case RT_HS_HEALTH: {
+      char body[256];
+      health_body(srv, body, sizeof(body));
+      len = rt_handshake_health(body, resp, sizeof(resp));
+      break;
+    }
+    case RT_HS_REJECT:
+      rt_log(RT_LOG_DEBUG, "ip=%s handshake refused: %d %s", c->remote, info.status, info.reason);
+      break;
+  }
+  respond_and_close(c, resp, len);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  rt_conn_t *c = s->data;
+  if (nread < 0) {
+    rt_conn_abort(c); /* EOF or reset: nothing left to say to this peer */
+    return;
+  }
+  if (nread == 0) return;
+  if (c->state == CONN_HTTP)
+    handle_http(c, buf->base, (size_t)nread);
+  else if (c->state == CONN_OPEN || (c->state == CONN_CLOSING && c->dec != NULL))
+    handle_ws(c, (uint8_t *)buf->base, (size_t)nread);
+  /* CLOSING without a decoder is a lingering HTTP reject: discard until EOF. */
+}
+
+static int conn_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg) {
+  rt_conn_t *c = conn_of_peer(peer);
+  if (c->state != CONN_OPEN) return 1;
+  return rt_conn_send(c, rt_frame_ref(frame)) == 0 ? 0 : 1;
+}
+
+static void remote_name(rt_conn_t *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  char ip[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+      uv_ip6_name(a, ip, sizeof(ip));
+      port = ntohs(a->sin6_port);
+    } else {
+      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+      uv_ip4_name(a, ip, sizeof(ip));
+      port = ntohs(a->sin_port);
+    }
+  }
+  snprintf(c->remote, sizeof(c->remote), "%s:%d", ip, port);
+}
+
+void rt_conn_on_accept(uv_stream_t *listener, int status) {
+  rt_server_t *srv = listener->data;
+  if (status < 0) {
+    rt_log(RT_LOG_WARN, "accept failed: %s", uv_strerror(status));
+    return;
+  }
+  rt_conn_t *c = rt_calloc(1, sizeof(*c));
+  if (c == NULL) return; /* the connection stays in the backlog; libuv retries */
+  c->srv = srv;
+  c->tcp.data = c;
+  rt_link_init(&c->all_link);
+  rt_link_init(&c->timer_link);
+  rt_link_init(&c->pending_link);
+  rt_sendq_init(&c->sendq);
+  rt_peer_init(&c->peer, &conn_peer_ops, ++srv->next_client_id);
+  uv_tcp_init(srv->loop, &c->tcp);
+  c->state = CONN_HTTP;
+  rt_link_push_back(&srv->conns, &c->all_link);
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || srv->state != SRV_RUNNING) {
+    rt_conn_abort(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  remote_name(c);
+  set_deadline(c, &srv->handshaking, srv->cfg.handshake_timeout_ms);
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* Both lists are FIFO with one timeout each, so they are sorted: O(expired) per tick. */
+static void expire(rt_link_t *list, uint64_t now, const char *what) {
+  while (!rt_link_empty(list)) {
+    rt_conn_t *c = RT_CONTAINER_OF(list->next, rt_conn_t, timer_link);
+    if (c->deadline_ms > now) break;
+    rt_log(RT_LOG_DEBUG, "client=%llu ip=%s %s timeout", (unsigned long long)c->peer.id,
+           c->remote, what);
+    rt_conn_abort(c);
+  }
+}
+
+void rt_conn_sweep_deadlines(rt_server_t *srv) {
+  uint64_t now = uv_now(srv->loop);
+  expire(&srv->handshaking, now, "handshake");
+  expire(&srv->closing, now, "close");
+}
+
+/*
+ * Keep-alive: one sweep per ping interval. A client that has not answered
+ * the previous ping is closed (3001, reconnect allowed); the others get one
+ * ping frame shared by all of them.
+ */
+void rt_conn_ping_all(rt_server_t *srv) {
+  rt_frame_t *ping = rt_ws_frame_new(RT_WS_OP_PING, NULL, 0);
+  if (ping == NULL) return;
+  rt_link_t *l = srv->conns.next;
+  while (l != &srv->conns) {
+    rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
+    l = l->next;
+    if (c->state != CONN_OPEN) continue;
+    if (c->awaiting_pong) {
+      rt_conn_close(c, RT_CLOSE_PING_TIMEOUT, "Ping timeout");
+      continue;
+    }
+    if (send_frame(c, rt_frame_ref(ping), 0) == 0) c->awaiting_pong = 1;
+  }
+  rt_frame_unref(ping);
+}

@@ -1,0 +1,140 @@
+/*
+ * The write path: flush before sleep.
+ *
+ * Nothing writes to a socket when a frame is queued. rt_conn_send() pushes a
+ * frame reference onto the connection's sendq and links the connection onto
+ * the server's pending list; a uv_prepare handle (which runs once per loop
+ * iteration, just before the loop blocks in poll) then walks that list. Per
+ * connection it gathers up to FLUSH_MAX_IOV queued frames into one iovec
+ * and tries a non-blocking writev; what the kernel does not take goes out with
+ * the connection's single embedded uv_write. So a burst of N publishes costs
+ * one system call per subscriber, not N (Redis's beforeSleep, uSockets' cork).
+ */
+#include <sys/socket.h>
+
+#include "log.h"
+#include "server_internal.h"
+
+#define FLUSH_MAX_IOV 256
+/* try_write batches per connection and flush before the rest goes to uv_write. */
+#define FLUSH_MAX_ROUNDS 4
+
+void rt_flush_schedule(rt_conn_t *c) {
+  if (!rt_link_empty(&c->pending_link) || c->state == CONN_CLOSED) return;
+  rt_link_push_back(&c->srv->pending, &c->pending_link);
+}
+
+/* Fills iov from the sendq head (honouring head_sent); returns the count and sets *bytes. */
+static size_t gather(rt_conn_t *c, uv_buf_t *iov, size_t *bytes) {
+  rt_sendq_t *q = &c->sendq;
+  size_t n = q->count < FLUSH_MAX_IOV ? q->count : FLUSH_MAX_IOV;
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) {
+    rt_frame_t *f = rt_sendq_at(q, i);
+    size_t skip = i == 0 ? q->head_sent : 0;
+    iov[i] = uv_buf_init((char *)rt_frame_wire(f) + skip, (unsigned)(rt_frame_wire_len(f) - skip));
+    total += iov[i].len;
+  }
+  *bytes = total;
+  return n;
+}
+
+/*
+ * Once a closing connection's queue has drained: a WebSocket is closed now;
+ * an HTTP reject (linger) is only half-closed, so the client reads the whole
+ * response instead of a reset caused by request bytes we never read. Its
+ * EOF, or the closing deadline, ends it.
+ */
+static void maybe_finish(rt_conn_t *c) {
+  if (!c->close_after_flush || c->writing || c->sendq.count > 0) return;
+  if (c->linger) {
+    uv_os_fd_t fd;
+    c->close_after_flush = 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && shutdown(fd, SHUT_WR) == 0) return;
+  }
+  rt_conn_abort(c);
+}
+
+static void flush_conn(rt_conn_t *c);
+
+static void on_write(uv_write_t *req, int status) {
+  rt_conn_t *c = req->data;
+  c->writing = 0;
+  if (c->state == CONN_CLOSED) return;
+  if (status < 0) {
+    rt_log(RT_LOG_DEBUG, "client=%llu write failed: %s", (unsigned long long)c->peer.id,
+           uv_strerror(status));
+    rt_conn_abort(c);
+    return;
+  }
+  rt_sendq_consume(&c->sendq, c->inflight_bytes);
+  c->inflight_bytes = 0;
+  c->inflight_frames = 0;
+  if (c->sendq.count > 0)
+    flush_conn(c);
+  else
+    maybe_finish(c);
+}
+
+/*
+ * Writes as much of c's queue as the socket takes now, then hands the rest
+ * to the one uv_write. Frames stay referenced by the sendq until their bytes
+ * are written, which is also what libuv requires of buffers given to uv_write.
+ * After FLUSH_MAX_ROUNDS full batches the rest also goes through uv_write, so
+ * one fast reader with a long queue cannot starve the other connections.
+ */
+static void flush_conn(rt_conn_t *c) {
+  uv_buf_t iov[FLUSH_MAX_IOV];
+  size_t bytes;
+  int rounds = 0;
+  while (!c->writing && c->sendq.count > 0) {
+    size_t n = gather(c, iov, &bytes);
+    if (rounds++ < FLUSH_MAX_ROUNDS) {
+      int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
+      if (r == UV_EAGAIN) r = 0;
+      if (r < 0) {
+        rt_conn_abort(c);
+        return;
+      }
+      rt_sendq_consume(&c->sendq, (size_t)r);
+      if ((size_t)r == bytes) continue;
+      n = gather(c, iov, &bytes);
+    }
+    c->inflight_bytes = bytes;
+    c->inflight_frames = n;
+    c->wreq.data = c;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
+      rt_conn_abort(c);
+      return;
+    }
+    c->writing = 1;
+  }
+  maybe_finish(c);
+}
+
+/* Detaches the list first: a conn that re-queues while being flushed waits for the next pass. */
+void rt_flush_pending(rt_server_t *srv) {
+  rt_link_t batch;
+  if (rt_link_empty(&srv->pending)) return;
+  batch.next = srv->pending.next;
+  batch.prev = srv->pending.prev;
+  batch.next->prev = &batch;
+  batch.prev->next = &batch;
+  rt_link_init(&srv->pending);
+  while (!rt_link_empty(&batch)) {
+    rt_conn_t *c = RT_CONTAINER_OF(batch.next, rt_conn_t, pending_link);
+    rt_link_remove(&c->pending_link);
+    if (c->state != CONN_CLOSED) flush_conn(c);
+  }
+}
+
+/*
+ * Used when a slow consumer is cut off: frames already partly on the wire
+ * (the in-flight ones, or a partly written head) must complete so the close
+ * frame that follows is well framed; everything else is dropped, which is
+ * what bounds the server's memory.
+ */
+void rt_flush_drop_unsent(rt_conn_t *c) {
+  size_t keep = c->writing ? c->inflight_frames : (c->sendq.head_sent > 0 ? 1 : 0);
+  rt_sendq_truncate(&c->sendq, keep);
+}

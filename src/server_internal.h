@@ -1,0 +1,143 @@
+/*
+ * Internal shape of a server and its connections, shared by server.c (the
+ * public API and lifecycle) and the libuv edges in src/io/ (connections,
+ * write path). Nothing here is visible to embedders.
+ */
+#ifndef RT_SERVER_INTERNAL_H
+#define RT_SERVER_INTERNAL_H
+
+#include <uv.h>
+
+#include "buf.h"
+#include "hub.h"
+#include "realtime/realtime.h"
+#include "ws_codec.h"
+
+typedef struct rt_conn_s rt_conn_t;
+
+/* Intrusive doubly-linked list node (libuv's queue idea, typed). */
+typedef struct rt_link_s {
+  struct rt_link_s *prev; /* previous node, or the list head */
+  struct rt_link_s *next; /* next node, or the list head */
+} rt_link_t;
+
+static inline void rt_link_init(rt_link_t *l) { l->prev = l->next = l; }
+static inline int rt_link_empty(const rt_link_t *l) { return l->next == l; }
+static inline void rt_link_remove(rt_link_t *l) {
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->prev = l->next = l;
+}
+static inline void rt_link_push_back(rt_link_t *head, rt_link_t *l) {
+  l->prev = head->prev;
+  l->next = head;
+  head->prev->next = l;
+  head->prev = l;
+}
+#define RT_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+
+typedef enum {
+  CONN_HTTP,    /* reading the upgrade request head */
+  CONN_OPEN,    /* WebSocket open */
+  CONN_CLOSING, /* close frame sent (or HTTP response queued): flush, then wait/close */
+  CONN_CLOSED,  /* uv_close called; freed in its close callback */
+} rt_conn_state_t;
+
+struct rt_conn_s {
+  uv_tcp_t tcp;            /* the socket; tcp.data == this */
+  rt_server_t *srv;        /* owning server */
+  rt_peer_t peer;          /* hub subscriber (peer.id == client id) */
+  rt_conn_state_t state;   /* lifecycle state */
+  rt_link_t all_link;      /* in srv->conns */
+  rt_link_t timer_link;    /* in srv->handshaking or srv->closing (FIFO by deadline) */
+  uint64_t deadline_ms;    /* uv_now() deadline for the list timer_link is in */
+  rt_link_t pending_link;  /* in srv->pending while frames wait for a flush */
+  unsigned writing : 1;    /* a uv_write is in flight */
+  unsigned awaiting_pong : 1;  /* pinged, no pong yet */
+  unsigned close_after_flush : 1; /* uv_close once the sendq drains */
+  unsigned close_received : 1;    /* the peer's close frame arrived */
+  unsigned linger : 1;            /* HTTP reject: half-close after flush, then drain to EOF */
+  char *head;              /* HTTP head bytes so far (CONN_HTTP only) */
+  size_t head_len;         /* bytes in head */
+  rt_ws_decoder_t *dec;    /* frame decoder (CONN_OPEN/CLOSING) */
+  rt_sendq_t sendq;        /* frames queued to this client */
+  uv_write_t wreq;         /* the one write request (writing == 1) */
+  size_t inflight_bytes;   /* bytes handed to wreq */
+  size_t inflight_frames;  /* frames (from the sendq head) covered by wreq */
+  int64_t connected_at_ms; /* wall clock at upgrade */
+  uint64_t messages_in;    /* text messages received */
+  uint64_t messages_out;   /* message/ack/error frames queued */
+  uint64_t bytes_in;       /* payload bytes received */
+  uint64_t bytes_out;      /* frame bytes queued */
+  char remote[64];         /* "ip:port" of the peer */
+};
+
+typedef struct rt_async_msg_s {
+  struct rt_async_msg_s *next; /* FIFO link */
+  size_t channel_len;          /* bytes of the channel name at bytes[0] */
+  size_t data_len;             /* bytes of data after the channel's NUL */
+  char bytes[];                /* channel NUL data */
+} rt_async_msg_t;
+
+typedef enum { SRV_NEW, SRV_RUNNING, SRV_STOPPING, SRV_STOPPED } rt_srv_state_t;
+
+struct rt_server_s {
+  rt_config_t cfg;          /* copy; strings below are owned copies */
+  char *host;               /* owned cfg.host */
+  char *path;               /* owned cfg.path */
+  char *jwt_secret;         /* owned cfg.jwt_secret */
+  rt_srv_state_t state;     /* lifecycle */
+  uv_loop_t *loop;          /* the loop we run on */
+  uv_loop_t own_loop;       /* used when cfg.loop was NULL */
+  int owns_loop;            /* loop == &own_loop */
+  rt_hub_t *hub;            /* channels and subscriptions */
+  uv_tcp_t listener;        /* listening socket */
+  int port;                 /* bound port */
+  uv_prepare_t flush_prep;  /* flush-before-sleep */
+  uv_timer_t tick;          /* handshake/close deadlines */
+  uv_timer_t ping;          /* keep-alive pings */
+  uv_timer_t stop_timer;    /* shutdown budget */
+  uv_async_t async;         /* publish_async and stop_async wake-ups */
+  uv_mutex_t async_mu;      /* guards async_head/tail */
+  rt_async_msg_t *async_head; /* queued cross-thread publishes */
+  rt_async_msg_t *async_tail;
+  volatile int stop_requested; /* set by rt_server_stop_async */
+  int handles_open;         /* uv handles not yet closed (for shutdown) */
+  rt_link_t conns;          /* all connections */
+  rt_link_t handshaking;    /* CONN_HTTP conns, oldest first */
+  rt_link_t closing;        /* conns waiting for the peer's close, oldest first */
+  rt_link_t pending;        /* conns with frames to flush */
+  size_t open_count;        /* conns in CONN_OPEN */
+  rt_link_t subs;           /* server-side subscriptions */
+  uint64_t next_client_id;  /* ids start at 1 */
+  int64_t started_at_ms;    /* wall clock at start */
+  rt_server_totals_t totals; /* counters (published/delivered read from the hub) */
+  char rbuf[65536];         /* loop-wide read buffer (one read is decoded before the next) */
+};
+
+int64_t rt_wall_ms(void);
+
+/* server.c: a connection was freed (shutdown waits for the last one). */
+void rt_server_conn_freed(rt_server_t *srv);
+
+/* src/io/conn.c */
+void rt_conn_on_accept(uv_stream_t *listener, int status);
+/* Starts the close handshake: queues a close frame and stops deliveries. */
+void rt_conn_close(rt_conn_t *c, uint16_t code, const char *reason);
+/* Closes the socket now (no close frame); frees the conn in the close callback. */
+void rt_conn_abort(rt_conn_t *c);
+/* Queues a frame (takes ownership of one reference) and schedules a flush. */
+int rt_conn_send(rt_conn_t *c, rt_frame_t *f);
+/* Deadline sweep (handshake and close timeouts) and keep-alive pings. */
+void rt_conn_sweep_deadlines(rt_server_t *srv);
+void rt_conn_ping_all(rt_server_t *srv);
+
+/* src/io/flush.c */
+/* Links c onto the server's pending-flush list (once). */
+void rt_flush_schedule(rt_conn_t *c);
+/* Writes every pending conn's queue (called from the prepare handle). */
+void rt_flush_pending(rt_server_t *srv);
+/* Drops queued frames that are not partly written or in flight. */
+void rt_flush_drop_unsent(rt_conn_t *c);
+
+#endif
