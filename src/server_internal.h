@@ -124,6 +124,8 @@ void rt_server_conn_freed(rt_server_t *srv);
 void rt_conn_on_accept(uv_stream_t *listener, int status);
 /* Starts the close handshake: queues a close frame and stops deliveries. */
 void rt_conn_close(rt_conn_t *c, uint16_t code, const char *reason);
+/* Fails the connection (RFC 6455 7.1.7): close frame, then close without waiting for the peer. */
+void rt_conn_fail(rt_conn_t *c, uint16_t code, const char *reason);
 /* Closes the socket now (no close frame); frees the conn in the close callback. */
 void rt_conn_abort(rt_conn_t *c);
 /* Queues a frame (takes ownership of one reference) and schedules a flush. */

@@ -74,7 +74,7 @@ static int send_frame(rt_conn_t *c, rt_frame_t *f, int force) {
     rt_log(RT_LOG_WARN, "client=%llu ip=%s slow consumer: %zu bytes unsent, closing",
            (unsigned long long)c->peer.id, c->remote, c->sendq.bytes);
     rt_flush_drop_unsent(c);
-    rt_conn_close(c, RT_CLOSE_POLICY, "Slow consumer: too many unsent bytes");
+    rt_conn_fail(c, RT_CLOSE_POLICY, "Slow consumer: too many unsent bytes");
     goto drop;
   }
   if (rt_sendq_push(&c->sendq, f) != 0) {
@@ -99,7 +99,15 @@ int rt_conn_send(rt_conn_t *c, rt_frame_t *f) {
   return r;
 }
 
-void rt_conn_close(rt_conn_t *c, uint16_t code, const char *reason) {
+/*
+ * Queues a close frame and stops deliveries. With `fail` (RFC 6455 7.1.7,
+ * "Fail the WebSocket Connection": protocol errors, slow or dead peers) we
+ * do not wait for the peer's close: once the frame is out the socket is
+ * half-closed and whatever the peer still sends is discarded until its EOF,
+ * so it reads our close code instead of a reset. Otherwise (shutdown) we
+ * wait for the peer's close frame, bounded by CLOSE_TIMEOUT_MS either way.
+ */
+static void close_conn(rt_conn_t *c, uint16_t code, const char *reason, int fail) {
   if (c->state == CONN_HTTP) {
     rt_conn_abort(c);
     return;
@@ -115,7 +123,16 @@ void rt_conn_close(rt_conn_t *c, uint16_t code, const char *reason) {
     rt_conn_abort(c);
     return;
   }
+  c->linger = c->close_after_flush = fail ? 1 : 0;
   set_deadline(c, &c->srv->closing, CLOSE_TIMEOUT_MS);
+}
+
+void rt_conn_close(rt_conn_t *c, uint16_t code, const char *reason) {
+  close_conn(c, code, reason, 0);
+}
+
+void rt_conn_fail(rt_conn_t *c, uint16_t code, const char *reason) {
+  close_conn(c, code, reason, 1);
 }
 
 static void reply_error(rt_conn_t *c, const rt_cmd_t *cmd, int err, const char *msg) {
@@ -200,7 +217,7 @@ static void handle_event(rt_conn_t *c, const rt_ws_event_t *ev) {
       handle_command(c, (const char *)ev->payload, ev->len);
       break;
     case RT_WS_EV_BINARY:
-      rt_conn_close(c, RT_CLOSE_UNSUPPORTED,
+      rt_conn_fail(c, RT_CLOSE_UNSUPPORTED,
                     "Binary messages are not supported: send JSON text messages");
       break;
     case RT_WS_EV_PING:
@@ -217,7 +234,7 @@ static void handle_event(rt_conn_t *c, const rt_ws_event_t *ev) {
       rt_log(RT_LOG_DEBUG, "client=%llu ip=%s protocol error: %s", (unsigned long long)c->peer.id,
              c->remote, ev->reason);
       if (c->state == CONN_OPEN)
-        rt_conn_close(c, ev->close_code, ev->reason);
+        rt_conn_fail(c, ev->close_code, ev->reason);
       else
         rt_conn_abort(c);
       break;
@@ -343,9 +360,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0) return;
   if (c->state == CONN_HTTP)
     handle_http(c, buf->base, (size_t)nread);
-  else if (c->state == CONN_OPEN || (c->state == CONN_CLOSING && c->dec != NULL))
+  else if (c->state == CONN_OPEN || (c->state == CONN_CLOSING && !c->linger))
     handle_ws(c, (uint8_t *)buf->base, (size_t)nread);
-  /* CLOSING without a decoder is a lingering HTTP reject: discard until EOF. */
+  /* A lingering conn (failed, or an HTTP reject) discards input until EOF. */
 }
 
 static int conn_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg) {
@@ -432,7 +449,7 @@ void rt_conn_ping_all(rt_server_t *srv) {
     l = l->next;
     if (c->state != CONN_OPEN) continue;
     if (c->awaiting_pong) {
-      rt_conn_close(c, RT_CLOSE_PING_TIMEOUT, "Ping timeout");
+      rt_conn_fail(c, RT_CLOSE_PING_TIMEOUT, "Ping timeout");
       continue;
     }
     if (send_frame(c, rt_frame_ref(ping), 0) == 0) c->awaiting_pong = 1;

@@ -1,0 +1,561 @@
+/*
+ * The hub: channels in an open-addressing hash table, each with a dense
+ * array of subscriptions for the fan-out, and each peer with a list of its
+ * own subscriptions for disconnects.
+ *
+ * Lifetime rules, in one place:
+ * - A channel is in the table exactly while it has live subscribers. When the
+ *   last one leaves it is unlinked at once (lookups, counts and stats no
+ *   longer see it); it is freed at once unless a fan-out on it is running, in
+ *   which case the outermost fan-out frees it when it ends.
+ * - A subscription is freed the moment it is removed. If a fan-out is running
+ *   on its channel, its slot is set to NULL instead of being filled by the last
+ *   one (swap-remove), so the indices the fan-out walks stay stable; the
+ *   outermost fan-out compacts the array when it ends.
+ * - A fan-out visits the slots that existed when it started: subscriptions
+ *   appended during it (which may also move the array) are left for later
+ *   messages, and the array is re-read at every step.
+ */
+#include "hub.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "proto.h"
+
+#define TABLE_MIN_CAP 16 /* power of two; the table keeps at most half its slots used */
+#define SUBS_MIN_CAP 4   /* first subscriber array of a channel */
+
+typedef struct channel_s {
+  char *name;               /* NUL-terminated copy of the channel name */
+  size_t len;               /* strlen(name) */
+  uint64_t hash;            /* hash_name(hub->seed, name, len), kept for probing and growth */
+  rt_sub_t **subs;          /* dense array of subscriptions; NULL holes only during fan-out */
+  size_t nslots;            /* slots in use in subs, holes included */
+  size_t cap;               /* slots allocated in subs */
+  size_t live;              /* non-NULL slots: the subscriber count */
+  unsigned depth;           /* fan-outs on this channel currently running (nested publishes) */
+  int holes;                /* a slot was nulled during a fan-out; compact when it ends */
+  int unlinked;             /* left the table during a fan-out; the outermost one frees it */
+  uint64_t published;       /* publishes that reached this channel */
+  uint64_t delivered;       /* accepted deliveries */
+  uint64_t bytes_published; /* sum of published data sizes */
+  uint64_t bytes_delivered; /* sum of data sizes over accepted deliveries */
+  int64_t created_at;       /* clock at creation */
+  int64_t last_activity;    /* clock at the last subscribe, unsubscribe or publish */
+} channel_t;
+
+struct rt_sub_s {
+  channel_t *chan;  /* the channel subscribed to */
+  rt_peer_t *peer;  /* the subscriber */
+  size_t index;     /* this subscription's slot in chan->subs */
+  rt_sub_t *next;   /* next in the peer's list; NULL at the tail */
+  rt_sub_t *prev;   /* previous in the peer's list; the head's prev is the tail */
+};
+
+struct rt_hub_s {
+  channel_t **slots;   /* open-addressing table, linear probing, NULL = empty */
+  size_t cap;          /* slots, a power of two */
+  size_t count;        /* channels in the table */
+  uint64_t seed;       /* per-hub hash seed */
+  rt_clock_fn clock;   /* ms since the epoch */
+  void *clock_data;    /* passed to clock */
+  uint64_t published;  /* publishes that reached a channel, since creation */
+  uint64_t delivered;  /* accepted deliveries, since creation */
+};
+
+static int64_t wall_clock(void *unused) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_ms(const rt_hub_t *hub) { return hub->clock(hub->clock_data); }
+
+/*
+ * FNV-1a over the bytes, started from a per-hub seed, then the MurmurHash3
+ * finalizer. FNV-1a alone leaves the low bits (the ones a power-of-two table
+ * uses) depending only on the low bits of the input bytes and state; the
+ * finalizer spreads every bit into them. The seed makes a colliding set of
+ * names prepared in advance unlikely to collide in a given hub, though this is
+ * not a keyed PRF like SipHash: the defence in depth is the per-client
+ * subscription cap enforced by the server.
+ */
+static uint64_t hash_name(uint64_t seed, const char *s, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 0x100000001b3ULL;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+/* ------------------------------------------------------------ hash table */
+
+static channel_t *find_hashed(const rt_hub_t *hub, const char *name, size_t len, uint64_t h) {
+  size_t mask = hub->cap - 1;
+  for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+    channel_t *c = hub->slots[i];
+    if (c == NULL) return NULL;
+    if (c->hash == h && c->len == len && memcmp(c->name, name, len) == 0) return c;
+  }
+}
+
+static channel_t *find_channel(const rt_hub_t *hub, const char *name, size_t len) {
+  return find_hashed(hub, name, len, hash_name(hub->seed, name, len));
+}
+
+static void place(channel_t **slots, size_t cap, channel_t *c) {
+  size_t i = (size_t)c->hash & (cap - 1);
+  while (slots[i] != NULL) i = (i + 1) & (cap - 1);
+  slots[i] = c;
+}
+
+/*
+ * Makes room for one more channel, doubling the table when it would pass half
+ * full (linear probing stays short below that). Stored hashes mean growth
+ * never rereads names. On RT_ENOMEM the table is unchanged.
+ */
+static int reserve_channel(rt_hub_t *hub) {
+  if ((hub->count + 1) * 2 <= hub->cap) return 0;
+  size_t ncap = hub->cap * 2;
+  channel_t **ns = rt_calloc(ncap, sizeof(*ns));
+  if (ns == NULL) return RT_ENOMEM;
+  for (size_t i = 0; i < hub->cap; i++)
+    if (hub->slots[i] != NULL) place(ns, ncap, hub->slots[i]);
+  rt_free(hub->slots);
+  hub->slots = ns;
+  hub->cap = ncap;
+  return 0;
+}
+
+/*
+ * Removes c by backward-shift deletion: every entry after the hole whose probe
+ * path crosses the hole moves back into it, so no tombstones accumulate and
+ * lookups stay as short as they were before the insertions.
+ */
+static void unlink_channel(rt_hub_t *hub, channel_t *c) {
+  size_t mask = hub->cap - 1;
+  size_t hole = (size_t)c->hash & mask;
+  while (hub->slots[hole] != c) hole = (hole + 1) & mask;
+  for (size_t j = (hole + 1) & mask; hub->slots[j] != NULL; j = (j + 1) & mask) {
+    size_t home = (size_t)hub->slots[j]->hash & mask;
+    if (((j - home) & mask) >= ((j - hole) & mask)) {
+      hub->slots[hole] = hub->slots[j];
+      hole = j;
+    }
+  }
+  hub->slots[hole] = NULL;
+  hub->count--;
+}
+
+/* -------------------------------------------------------------- channels */
+
+static channel_t *channel_new(const char *name, size_t len, uint64_t h, int64_t now) {
+  channel_t *c = rt_calloc(1, sizeof(*c));
+  if (c == NULL) return NULL;
+  c->name = rt_strndup(name, len);
+  c->subs = rt_malloc(SUBS_MIN_CAP * sizeof(*c->subs));
+  if (c->name == NULL || c->subs == NULL) {
+    rt_free(c->name);
+    rt_free(c->subs);
+    rt_free(c);
+    return NULL;
+  }
+  c->len = len;
+  c->hash = h;
+  c->cap = SUBS_MIN_CAP;
+  c->created_at = now;
+  c->last_activity = now;
+  return c;
+}
+
+static void channel_free(channel_t *c) {
+  rt_free(c->subs);
+  rt_free(c->name);
+  rt_free(c);
+}
+
+/*
+ * Creates the channel (with room for its first subscriber) and links it into
+ * the table. On RT_ENOMEM nothing changed: the table may have grown, which
+ * is harmless.
+ */
+static int create_channel(rt_hub_t *hub, const char *name, size_t len, uint64_t h, int64_t now,
+                          channel_t **out) {
+  if (reserve_channel(hub) != 0) return RT_ENOMEM;
+  channel_t *c = channel_new(name, len, h, now);
+  if (c == NULL) return RT_ENOMEM;
+  place(hub->slots, hub->cap, c);
+  hub->count++;
+  *out = c;
+  return 0;
+}
+
+/* Unlinks an empty channel; frees it now, or lets the running fan-out free it. */
+static void drop_channel(rt_hub_t *hub, channel_t *c) {
+  unlink_channel(hub, c);
+  if (c->depth > 0)
+    c->unlinked = 1;
+  else
+    channel_free(c);
+}
+
+/* Room for one more slot; realloc keeps the old array valid on failure. */
+static int reserve_slot(channel_t *c) {
+  if (c->nslots < c->cap) return 0;
+  size_t ncap = c->cap * 2;
+  rt_sub_t **ns = rt_realloc(c->subs, ncap * sizeof(*ns));
+  if (ns == NULL) return RT_ENOMEM;
+  c->subs = ns;
+  c->cap = ncap;
+  return 0;
+}
+
+/* Squeezes out the holes left by removals during a fan-out, keeping order. */
+static void compact(channel_t *c) {
+  size_t j = 0;
+  for (size_t i = 0; i < c->nslots; i++) {
+    rt_sub_t *s = c->subs[i];
+    if (s == NULL) continue;
+    s->index = j;
+    c->subs[j++] = s;
+  }
+  c->nslots = j;
+  c->holes = 0;
+}
+
+/*
+ * Ends one fan-out on c. The outermost one frees a channel that lost all its
+ * subscribers meanwhile, or compacts the holes they left.
+ */
+static void end_fanout(channel_t *c) {
+  if (--c->depth > 0) return;
+  if (c->unlinked)
+    channel_free(c);
+  else if (c->holes)
+    compact(c);
+}
+
+/* --------------------------------------------------------- subscriptions */
+
+/* Appends s to the tail of its peer's list (the head's prev is the tail). */
+static void peer_link(rt_peer_t *p, rt_sub_t *s) {
+  s->next = NULL;
+  if (p->_subs == NULL) {
+    s->prev = s;
+    p->_subs = s;
+  } else {
+    rt_sub_t *tail = p->_subs->prev;
+    tail->next = s;
+    s->prev = tail;
+    p->_subs->prev = s;
+  }
+  p->_nsubs++;
+}
+
+static void peer_unlink(rt_peer_t *p, rt_sub_t *s) {
+  if (s == p->_subs) {
+    p->_subs = s->next;
+    if (s->next != NULL) s->next->prev = s->prev;
+  } else {
+    s->prev->next = s->next;
+    if (s->next != NULL)
+      s->next->prev = s->prev;
+    else
+      p->_subs->prev = s->prev;
+  }
+  p->_nsubs--;
+}
+
+/*
+ * The peer's subscription to c, or NULL, found in O(min(peer's subscriptions,
+ * channel's slots)) by walking the shorter side, with no extra index to keep
+ * up to date. A client's side is bounded by its subscription cap (1024 by
+ * default) while a channel may have tens of thousands of subscribers, so a
+ * client joining a crowded channel walks its own short list; a peer holding
+ * many channels joining a small one walks the channel. A per-channel set would
+ * make this O(1) but would cost an entry and an allocation failure path on
+ * every subscribe to buy nothing at those sizes.
+ */
+static rt_sub_t *find_sub(const channel_t *c, const rt_peer_t *peer) {
+  if (peer->_nsubs <= c->nslots) {
+    for (rt_sub_t *s = peer->_subs; s != NULL; s = s->next)
+      if (s->chan == c) return s;
+    return NULL;
+  }
+  for (size_t i = 0; i < c->nslots; i++) {
+    rt_sub_t *s = c->subs[i];
+    if (s != NULL && s->peer == peer) return s;
+  }
+  return NULL;
+}
+
+/*
+ * Takes s out of its channel's array: swap-remove when no fan-out runs, a
+ * NULL hole (compacted later) when one does, so its indices stay valid.
+ */
+static void slot_remove(channel_t *c, rt_sub_t *s) {
+  if (c->depth > 0) {
+    c->subs[s->index] = NULL;
+    c->holes = 1;
+    return;
+  }
+  rt_sub_t *last = c->subs[--c->nslots];
+  c->subs[s->index] = last;
+  last->index = s->index;
+}
+
+/* Removes and frees one subscription, dropping its channel if it was the last. */
+static void remove_sub(rt_hub_t *hub, rt_sub_t *s, int64_t now) {
+  channel_t *c = s->chan;
+  peer_unlink(s->peer, s);
+  slot_remove(c, s);
+  rt_free(s);
+  c->live--;
+  c->last_activity = now;
+  if (c->live == 0) drop_channel(hub, c);
+}
+
+/* ------------------------------------------------------------------- API */
+
+rt_hub_t *rt_hub_new(rt_clock_fn clock, void *clock_data) {
+  rt_hub_t *hub = rt_calloc(1, sizeof(*hub));
+  if (hub == NULL) return NULL;
+  hub->slots = rt_calloc(TABLE_MIN_CAP, sizeof(*hub->slots));
+  if (hub->slots == NULL) {
+    rt_free(hub);
+    return NULL;
+  }
+  hub->cap = TABLE_MIN_CAP;
+  hub->clock = clock != NULL ? clock : wall_clock;
+  hub->clock_data = clock_data;
+  uint64_t entropy[2] = {(uint64_t)(uintptr_t)hub ^ (uint64_t)(uintptr_t)hub->slots,
+                         (uint64_t)wall_clock(NULL)};
+  hub->seed = hash_name(0, (const char *)entropy, sizeof(entropy));
+  return hub;
+}
+
+/*
+ * Frees every channel and subscription. A subscribed peer is alive by
+ * contract (the hub could deliver to it), so its list is reset to empty
+ * rather than left pointing at freed subscriptions. Must not be called from
+ * inside deliver().
+ */
+void rt_hub_free(rt_hub_t *hub) {
+  if (hub == NULL) return;
+  for (size_t i = 0; i < hub->cap; i++) {
+    channel_t *c = hub->slots[i];
+    if (c == NULL) continue;
+    for (size_t k = 0; k < c->nslots; k++) {
+      rt_sub_t *s = c->subs[k];
+      if (s == NULL) continue;
+      s->peer->_subs = NULL;
+      s->peer->_nsubs = 0;
+      rt_free(s);
+    }
+    channel_free(c);
+  }
+  rt_free(hub->slots);
+  rt_free(hub);
+}
+
+void rt_peer_init(rt_peer_t *peer, const rt_peer_ops_t *ops, uint64_t id) {
+  peer->ops = ops;
+  peer->id = id;
+  peer->_subs = NULL;
+  peer->_nsubs = 0;
+}
+
+/*
+ * Allocates the subscription first, then either makes room in the existing
+ * channel's array or creates the channel (which starts with room), so no
+ * failure leaves anything to undo and the hub is unchanged on RT_ENOMEM.
+ */
+int rt_hub_subscribe(rt_hub_t *hub, rt_peer_t *peer, const char *channel, size_t len) {
+  uint64_t h = hash_name(hub->seed, channel, len);
+  channel_t *c = find_hashed(hub, channel, len, h);
+  if (c != NULL && find_sub(c, peer) != NULL) return RT_EEXIST;
+  rt_sub_t *s = rt_malloc(sizeof(*s));
+  if (s == NULL) return RT_ENOMEM;
+  int64_t now = now_ms(hub);
+  int rc = c != NULL ? reserve_slot(c) : create_channel(hub, channel, len, h, now, &c);
+  if (rc != 0) {
+    rt_free(s);
+    return RT_ENOMEM;
+  }
+  s->chan = c;
+  s->peer = peer;
+  s->index = c->nslots;
+  c->subs[c->nslots++] = s;
+  c->live++;
+  c->last_activity = now;
+  peer_link(peer, s);
+  return 0;
+}
+
+int rt_hub_unsubscribe(rt_hub_t *hub, rt_peer_t *peer, const char *channel, size_t len) {
+  channel_t *c = find_channel(hub, channel, len);
+  rt_sub_t *s = c != NULL ? find_sub(c, peer) : NULL;
+  if (s == NULL) return RT_ENOENT;
+  remove_sub(hub, s, now_ms(hub));
+  return 0;
+}
+
+/* O(peer's subscriptions): each removal is a list pop, a slot swap and maybe a table delete. */
+void rt_hub_unsubscribe_all(rt_hub_t *hub, rt_peer_t *peer) {
+  if (peer->_subs == NULL) return;
+  int64_t now = now_ms(hub);
+  while (peer->_subs != NULL) remove_sub(hub, peer->_subs, now);
+}
+
+int rt_hub_is_subscribed(rt_hub_t *hub, const rt_peer_t *peer, const char *channel, size_t len) {
+  channel_t *c = find_channel(hub, channel, len);
+  return c != NULL && find_sub(c, peer) != NULL;
+}
+
+/*
+ * Calls deliver() for every subscription present when the fan-out started.
+ * The array is re-read at each step because deliver() may grow (move) it, and
+ * a slot is NULL when its subscription was removed meanwhile. Nothing is
+ * allocated here: the per-delivery cost is the deliver() call itself.
+ */
+static int64_t fan_out(channel_t *c, rt_frame_t *frame, const rt_hub_msg_t *msg) {
+  size_t n = c->nslots;
+  int64_t delivered = 0;
+  for (size_t i = 0; i < n; i++) {
+    rt_sub_t *s = c->subs[i];
+    if (s == NULL) continue;
+    rt_peer_t *p = s->peer;
+    if (p->ops->deliver(p, frame, msg) == 0) delivered++;
+  }
+  return delivered;
+}
+
+static void account(rt_hub_t *hub, channel_t *c, size_t data_len, int64_t delivered, int64_t now) {
+  c->published++;
+  c->delivered += (uint64_t)delivered;
+  c->bytes_published += data_len;
+  c->bytes_delivered += (uint64_t)data_len * (uint64_t)delivered;
+  c->last_activity = now;
+  hub->published++;
+  hub->delivered += (uint64_t)delivered;
+}
+
+/*
+ * Encodes the message frame once and hands the same frame to every
+ * subscriber. The depth counter keeps the channel (and its slot indices)
+ * alive across re-entrant deliver() calls; the frame reference taken by
+ * rt_proto_message is dropped here, so the frame lives exactly as long as the
+ * peers that kept a reference. A channel absent from the table gets nothing
+ * counted and is not created.
+ */
+int64_t rt_hub_publish(rt_hub_t *hub, const char *channel, size_t channel_len, const char *data,
+                       size_t data_len, uint64_t publisher_id) {
+  channel_t *c = find_channel(hub, channel, channel_len);
+  if (c == NULL) return 0;
+  rt_frame_t *frame = rt_proto_message(c->name, c->len, data, data_len);
+  if (frame == NULL) return RT_ENOMEM;
+  int64_t now = now_ms(hub);
+  rt_hub_msg_t msg = {c->name, c->len, data, data_len, {publisher_id, now}};
+  c->depth++;
+  int64_t delivered = fan_out(c, frame, &msg);
+  rt_frame_unref(frame);
+  account(hub, c, data_len, delivered, now);
+  end_fanout(c);
+  return delivered;
+}
+
+/* -------------------------------------------------------------- queries */
+
+static int fill_stats(rt_channel_stats_t *st, const channel_t *c) {
+  st->name = rt_strndup(c->name, c->len);
+  if (st->name == NULL) return RT_ENOMEM;
+  st->subscribers = c->live;
+  st->messages_published = c->published;
+  st->messages_delivered = c->delivered;
+  st->bytes_published = c->bytes_published;
+  st->bytes_delivered = c->bytes_delivered;
+  st->created_at_ms = c->created_at;
+  st->last_activity_ms = c->last_activity;
+  return 0;
+}
+
+static int stats_one(rt_hub_t *hub, const char *name, rt_channel_stats_t **out, size_t *count) {
+  channel_t *c = find_channel(hub, name, strlen(name));
+  if (c == NULL) return RT_ENOENT;
+  rt_channel_stats_t *st = rt_malloc(sizeof(*st));
+  if (st == NULL) return RT_ENOMEM;
+  if (fill_stats(st, c) != 0) {
+    rt_free(st);
+    return RT_ENOMEM;
+  }
+  *out = st;
+  *count = 1;
+  return 0;
+}
+
+static int stats_all(rt_hub_t *hub, rt_channel_stats_t **out, size_t *count) {
+  if (hub->count == 0) return 0;
+  rt_channel_stats_t *st = rt_malloc(hub->count * sizeof(*st));
+  if (st == NULL) return RT_ENOMEM;
+  size_t n = 0;
+  for (size_t i = 0; i < hub->cap; i++) {
+    if (hub->slots[i] == NULL) continue;
+    if (fill_stats(&st[n], hub->slots[i]) != 0) {
+      rt_channel_stats_free(st, n);
+      return RT_ENOMEM;
+    }
+    n++;
+  }
+  *out = st;
+  *count = n;
+  return 0;
+}
+
+/* On any error *out is NULL and *count 0; with no channels at all, likewise with 0. */
+int rt_hub_channel_stats(rt_hub_t *hub, const char *name, rt_channel_stats_t **out,
+                         size_t *count) {
+  *out = NULL;
+  *count = 0;
+  return name != NULL ? stats_one(hub, name, out, count) : stats_all(hub, out, count);
+}
+
+void rt_channel_stats_free(rt_channel_stats_t *stats, size_t count) {
+  if (stats == NULL) return;
+  for (size_t i = 0; i < count; i++) rt_free(stats[i].name);
+  rt_free(stats);
+}
+
+size_t rt_hub_channel_count(const rt_hub_t *hub) { return hub->count; }
+
+/* Names in subscription order. With no subscriptions *names is NULL and *count 0. */
+int rt_hub_peer_channels(const rt_peer_t *peer, char ***names, size_t *count) {
+  *names = NULL;
+  *count = 0;
+  if (peer->_nsubs == 0) return 0;
+  char **v = rt_malloc(peer->_nsubs * sizeof(*v));
+  if (v == NULL) return RT_ENOMEM;
+  size_t n = 0;
+  for (const rt_sub_t *s = peer->_subs; s != NULL; s = s->next, n++) {
+    v[n] = rt_strndup(s->chan->name, s->chan->len);
+    if (v[n] != NULL) continue;
+    while (n > 0) rt_free(v[--n]);
+    rt_free(v);
+    return RT_ENOMEM;
+  }
+  *names = v;
+  *count = n;
+  return 0;
+}
+
+void rt_hub_totals(const rt_hub_t *hub, uint64_t *published, uint64_t *delivered) {
+  if (published != NULL) *published = hub->published;
+  if (delivered != NULL) *delivered = hub->delivered;
+}
