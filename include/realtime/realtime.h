@@ -231,6 +231,8 @@ typedef struct {
   uint64_t protocol_errors;       /* connections closed for framing errors */
   uint64_t messages_published;    /* all channels */
   uint64_t messages_delivered;    /* all channels */
+  uint64_t socket_writes;         /* write system calls (try_write + uv_write) */
+  uint64_t frames_written;        /* frames those calls carried to completion */
 } rt_server_totals_t;
 
 RT_API void rt_server_totals(const rt_server_t *srv, rt_server_totals_t *out);

@@ -45,6 +45,12 @@ static size_t gather(rt_conn_t *c, uv_buf_t *iov, size_t *bytes) {
  * response instead of a reset caused by request bytes we never read. Its
  * EOF, or the closing deadline, ends it.
  */
+static void consume(rt_conn_t *c, size_t n) {
+  size_t before = c->sendq.count;
+  rt_sendq_consume(&c->sendq, n);
+  c->srv->totals.frames_written += before - c->sendq.count;
+}
+
 static void maybe_finish(rt_conn_t *c) {
   if (!c->close_after_flush || c->writing || c->sendq.count > 0) return;
   if (c->linger) {
@@ -67,7 +73,7 @@ static void on_write(uv_write_t *req, int status) {
     rt_conn_abort(c);
     return;
   }
-  rt_sendq_consume(&c->sendq, c->inflight_bytes);
+  consume(c, c->inflight_bytes);
   c->inflight_bytes = 0;
   c->inflight_frames = 0;
   if (c->sendq.count > 0)
@@ -91,12 +97,13 @@ static void flush_conn(rt_conn_t *c) {
     size_t n = gather(c, iov, &bytes);
     if (rounds++ < FLUSH_MAX_ROUNDS) {
       int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
+      c->srv->totals.socket_writes++;
       if (r == UV_EAGAIN) r = 0;
       if (r < 0) {
         rt_conn_abort(c);
         return;
       }
-      rt_sendq_consume(&c->sendq, (size_t)r);
+      consume(c, (size_t)r);
       if ((size_t)r == bytes) continue;
       n = gather(c, iov, &bytes);
     }
@@ -108,6 +115,7 @@ static void flush_conn(rt_conn_t *c) {
       return;
     }
     c->writing = 1;
+    c->srv->totals.socket_writes++;
   }
   maybe_finish(c);
 }

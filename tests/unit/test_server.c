@@ -366,6 +366,84 @@ static void test_client_tracking_over_a_real_socket(void **state) {
   rt_server_free(in.srv);
 }
 
+/*
+ * 1 subscribe + 50 publishes sent in one TCP write make 101 reply frames
+ * (ack, then message + ack per publish). Flush-before-sleep must send them
+ * in a handful of writev calls, not one per frame.
+ */
+#define BATCH 50
+
+typedef struct {
+  rt_server_t *srv;
+  int port;
+  int frames;
+} batch_run_t;
+
+static int connect_ws(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) return -1;
+  const char *req =
+      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) return -1;
+  char c;
+  int state = 0; /* matches \r\n\r\n */
+  while (state < 4 && read(fd, &c, 1) == 1) state = (c == "\r\n\r\n"[state]) ? state + 1 : (c == '\r');
+  return state == 4 ? fd : -1;
+}
+
+static size_t mask_frame(unsigned char *out, const char *text) {
+  size_t n = strlen(text);
+  out[0] = 0x81;
+  out[1] = (unsigned char)(0x80 | n);
+  memcpy(out + 2, "\x11\x22\x33\x44", 4);
+  for (size_t i = 0; i < n; i++) out[6 + i] = (unsigned char)text[i] ^ out[2 + i % 4];
+  return 6 + n;
+}
+
+static void *batch_client(void *arg) {
+  batch_run_t *br = arg;
+  int fd = connect_ws(br->port);
+  if (fd < 0) return NULL;
+  unsigned char buf[BATCH * 128 + 128];
+  size_t len = mask_frame(buf, "{\"type\":\"subscribe\",\"channel\":\"b\",\"id\":0}");
+  for (int i = 1; i <= BATCH; i++) {
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "{\"type\":\"publish\",\"channel\":\"b\",\"data\":%d,\"id\":%d}", i, i);
+    len += mask_frame(buf + len, cmd);
+  }
+  if (write(fd, buf, len) == (ssize_t)len) {
+    char payload[128];
+    while (br->frames < 1 + 2 * BATCH && ws_recv(fd, payload, sizeof(payload)) == 1) br->frames++;
+  }
+  rt_server_stop_async(br->srv);
+  char payload[128];
+  ws_recv(fd, payload, sizeof(payload)); /* the close frame */
+  close(fd);
+  return NULL;
+}
+
+static void test_replies_are_batched_into_few_writes(void **state) {
+  batch_run_t br = {.srv = new_server()};
+  assert_int_equal(rt_server_start(br.srv), 0);
+  br.port = rt_server_port(br.srv);
+  pthread_t t;
+  pthread_create(&t, NULL, batch_client, &br);
+  assert_int_equal(rt_server_run(br.srv), 0);
+  pthread_join(t, NULL);
+  assert_int_equal(br.frames, 1 + 2 * BATCH);
+  rt_server_totals_t tot;
+  rt_server_totals(br.srv, &tot);
+  /* 101 replies + the 101 response + the close frame */
+  assert_true(tot.frames_written >= 1 + 2 * BATCH + 2);
+  /* handshake response, the batch (maybe split once), the close frame */
+  if (tot.socket_writes > 6) fail_msg("%llu writes for %llu frames", (unsigned long long)tot.socket_writes,
+                                      (unsigned long long)tot.frames_written);
+  rt_server_free(br.srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults_follow_the_seed),
@@ -378,6 +456,7 @@ int main(void) {
       cmocka_unit_test(test_stop_async_ends_run),
       cmocka_unit_test(test_start_reports_address_errors),
       cmocka_unit_test(test_client_tracking_over_a_real_socket),
+      cmocka_unit_test(test_replies_are_batched_into_few_writes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
