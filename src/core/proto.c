@@ -489,7 +489,7 @@ static int record_member(struct scanner *s, struct field *fields, int idx, size_
 static int scan_command(struct scanner *s, struct field *fields, rt_cmd_t *cmd) {
   skip_ws(s);
   if (peek(s) != '{') return fail(s, "expected an object");
-  if (s->max_depth < 1) return depth_error(s, s->pos);
+  if (s->max_depth < 1) s->too_deep_at = s->pos;
   s->pos++;
   skip_ws(s);
   int c = peek(s);
