@@ -790,6 +790,9 @@ static void test_parse_depth(void **state) {
   assert_int_equal(parse_n(d1, strlen(d1), 1, MAX_DATA, &cmd, &err, &off), 0);
   assert_int_equal(parse_n(d1, strlen(d1), 0, MAX_DATA, &cmd, &err, &off), RT_EDEPTH);
   assert_string_equal(err.msg, "JSON nesting too deep at byte 0 (limit 0)");
+  /* Syntax errors win over depth, also at limit 0 (a fuzz_proto finding). */
+  const char *cut = "{\"type\":\"subscribe\",x";
+  assert_int_equal(parse_n(cut, strlen(cut), 0, MAX_DATA, &cmd, &err, &off), RT_EJSON);
   char *deep = nested_arrays(200), msg[512];
   snprintf(msg, sizeof(msg), "{\"type\":\"publish\",\"channel\":\"c\",\"data\":%s}", deep);
   assert_int_equal(parse_n(msg, strlen(msg), 201, MAX_DATA, &cmd, &err, &off), 0);
