@@ -18,6 +18,7 @@
 #include "channel.h"
 #include "log.h"
 #include "proto.h"
+#include "security.h"
 #include "server_internal.h"
 
 #define TICK_MS 100
@@ -66,7 +67,15 @@ int rt_server_new(const rt_config_t *cfg, rt_server_t **out) {
   rt_link_init(&srv->closing);
   rt_link_init(&srv->pending);
   rt_link_init(&srv->subs);
+  rt_link_init(&srv->authwait);
   srv->state = SRV_NEW;
+  rt_errbuf_t err = {{0}};
+  int r = rt_security_init(srv, &err);
+  if (r != 0) {
+    rt_log(RT_LOG_ERROR, "%s", err.msg[0] ? err.msg : rt_strerror(r));
+    rt_server_free(srv);
+    return r;
+  }
   *out = srv;
   return 0;
 }
@@ -76,6 +85,7 @@ void rt_server_free(rt_server_t *srv) {
   while (!rt_link_empty(&srv->subs))
     rt_server_unsubscribe(srv, RT_CONTAINER_OF(srv->subs.next, rt_subscription_t, link));
   rt_hub_free(srv->hub);
+  rt_security_free(srv);
   rt_async_msg_t *m = srv->async_head;
   while (m != NULL) {
     rt_async_msg_t *next = m->next;
@@ -127,7 +137,11 @@ static void on_async(uv_async_t *h) {
 }
 
 static void on_prepare(uv_prepare_t *h) { rt_flush_pending(h->data); }
-static void on_tick(uv_timer_t *h) { rt_conn_sweep_deadlines(h->data); }
+static void on_tick(uv_timer_t *h) {
+  rt_server_t *srv = h->data;
+  rt_conn_sweep_deadlines(srv);
+  if (++srv->ticks % (1000 / TICK_MS) == 0) rt_conn_check_expiry(srv);
+}
 static void on_ping(uv_timer_t *h) { rt_conn_ping_all(h->data); }
 
 static int resolve(const rt_server_t *srv, struct sockaddr_storage *ss) {

@@ -8,8 +8,11 @@
 
 #include <uv.h>
 
+#include "auth_apikey.h"
+#include "auth_jwt.h"
 #include "buf.h"
 #include "hub.h"
+#include "ratelimit.h"
 #include "realtime/realtime.h"
 #include "ws_codec.h"
 
@@ -70,6 +73,13 @@ struct rt_conn_s {
   uint64_t bytes_in;       /* payload bytes received */
   uint64_t bytes_out;      /* frame bytes queued */
   char remote[64];         /* "ip:port" of the peer */
+  char ip[46];             /* the peer's address alone (per-IP limit key) */
+  rt_identity_t ident;     /* who the client is; zeroed while anonymous */
+  unsigned authenticated : 1;   /* a token or key was accepted */
+  unsigned ip_counted : 1;      /* holds a slot in srv->iplimit */
+  unsigned expiry_pushed : 1;   /* token_expired was pushed; grace_deadline_ms runs */
+  int64_t grace_deadline_ms;    /* wall clock: close 3005 unless re-authenticated */
+  rt_ratelimit_t rl;            /* per-client rate limits */
 };
 
 typedef struct rt_async_msg_s {
@@ -112,6 +122,12 @@ struct rt_server_s {
   uint64_t next_client_id;  /* ids start at 1 */
   int64_t started_at_ms;    /* wall clock at start */
   rt_server_totals_t totals; /* counters (published/delivered read from the hub) */
+  rt_link_t authwait;       /* open conns that must still authenticate, oldest first */
+  rt_jwt_verifier_t *jwt;   /* NULL when no JWT key is configured */
+  rt_apikey_store_t *apikeys; /* API keys (config + run time) */
+  rt_iplimit_t *iplimit;    /* per-IP connection counts, NULL when unlimited */
+  rt_rate_policy_t rate_policy; /* per-client limits from cfg.rate_limit */
+  unsigned ticks;           /* tick counter (token expiry is checked every second) */
   char rbuf[65536];         /* loop-wide read buffer (one read is decoded before the next) */
 };
 
@@ -130,6 +146,12 @@ void rt_conn_fail(rt_conn_t *c, uint16_t code, const char *reason);
 void rt_conn_abort(rt_conn_t *c);
 /* Queues a frame (takes ownership of one reference) and schedules a flush. */
 int rt_conn_send(rt_conn_t *c, rt_frame_t *f);
+/* The open conn with this id, or NULL (linear: API calls, not the hot path). */
+rt_conn_t *rt_conn_find(rt_server_t *srv, uint64_t id);
+/* Fails every open conn whose identity's user id is `user_id`. */
+void rt_conn_close_user(rt_server_t *srv, const char *user_id, uint16_t code, const char *reason);
+/* Pushes token_expired / closes clients whose token ran out (once a second). */
+void rt_conn_check_expiry(rt_server_t *srv);
 /* Deadline sweep (handshake and close timeouts) and keep-alive pings. */
 void rt_conn_sweep_deadlines(rt_server_t *srv);
 void rt_conn_ping_all(rt_server_t *srv);

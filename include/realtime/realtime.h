@@ -51,7 +51,13 @@ extern "C" {
   XX(ECHANNEL, "invalid_channel", "Invalid channel name format")              \
   XX(ETOOLARGE, "message_too_large", "Message too large")                     \
   XX(EDEPTH, "nesting_too_deep", "JSON nesting too deep")                     \
-  XX(ELIMIT, "too_many_subscriptions", "Too many subscriptions")
+  XX(ELIMIT, "too_many_subscriptions", "Too many subscriptions")              \
+  XX(EAUTHREQ, "auth_required", "Authentication required")                    \
+  XX(ETOKEN, "invalid_token", "Invalid token")                                \
+  XX(EEXPIRED, "token_expired", "Token expired")                              \
+  XX(EFORBIDDEN, "forbidden", "Permission denied")                            \
+  XX(ERATE, "rate_limited", "Rate limit exceeded: Too many messages sent")    \
+  XX(EMESSAGE, "invalid_message", "Message refused by validation")
 
 typedef enum {
   RT_OK = 0,
@@ -81,6 +87,18 @@ RT_API void rt_log_set_sink(rt_log_cb cb, rt_log_level_t min_level, void *user_d
 /* ---------------------------------------------------------- configuration */
 
 /*
+ * One API key accepted from the start (config file "apiKeys"). All pointers
+ * are borrowed like the config's other strings; the key itself is a secret
+ * and is never logged or echoed.
+ */
+typedef struct {
+  const char *key;                 /* the key text clients present (X-API-Key, ?api_key=) */
+  const char *name;                /* label; the client's user id becomes "apikey:<name>" */
+  const char *const *permissions;  /* permission strings ("read:chat:*", "*"), see perm rules */
+  size_t permission_count;         /* entries in permissions */
+} rt_api_key_config_t;
+
+/*
  * The one open struct. rt_config_init() sets the seed's defaults; strings are
  * borrowed and must outlive rt_server_new() (the server copies them).
  */
@@ -92,10 +110,22 @@ typedef struct rt_config_s {
   uint32_t presence_timeout_ms;  /* presence TTL, default 60000 */
   int require_auth;              /* seed's requireAuth, default 0 */
   const char *jwt_secret;        /* seed's jwtSecret, default NULL */
+  const char *jwt_public_key_file; /* PEM public key file for RS256/ES256, default NULL */
+  const char *jwt_algorithms;    /* accepted "alg"s, comma list "HS256,RS256"; NULL = by keys */
+  uint32_t jwt_leeway_s;         /* clock skew allowed on exp/nbf, seconds, default 30 */
+  uint32_t auth_timeout_ms;      /* time to authenticate when requireAuth, default 10000 */
+  uint32_t token_grace_ms;       /* time to re-auth after a token_expired push, default 30000 */
+  const rt_api_key_config_t *api_keys; /* keys accepted from the start, default NULL */
+  size_t api_key_count;          /* entries in api_keys, default 0 */
   struct {
     uint32_t max_connections;         /* per IP, 0 = unlimited */
     uint32_t max_messages_per_minute; /* per client, 0 = unlimited */
     uint32_t window_ms;               /* rate window, default 60000 */
+    uint32_t subscribe;               /* subscribes per client per window, 0 = unlimited */
+    uint32_t publish;                 /* publishes per client per window, 0 = unlimited */
+    uint32_t presence;                /* presence commands per client per window, 0 = unlimited */
+    uint32_t query;                   /* queries per client per window, 0 = unlimited */
+    uint32_t disconnect_after;        /* close past this multiple of a limit, default 2; 0 never */
   } rate_limit;
   size_t max_message_size;       /* largest WebSocket message, default 1 MiB (1009) */
   size_t max_publish_size;       /* largest publish `data`, default 512 KiB */
@@ -105,6 +135,7 @@ typedef struct rt_config_s {
   uint32_t handshake_timeout_ms; /* time to complete the upgrade, default 10000 */
   uint32_t shutdown_timeout_ms;  /* graceful stop budget, default 5000 */
   uint32_t max_json_depth;       /* nesting limit for commands, default 64 */
+  int validate_xss;              /* refuse script/HTML injection in published data, default 1 */
   void *loop;                    /* uv_loop_t * to run on; NULL = server owns one */
 } rt_config_t;
 
@@ -179,6 +210,75 @@ RT_API int rt_server_subscribe(rt_server_t *srv, const char *channel, rt_message
                                void *user_data, rt_subscription_t **out);
 /* Ends a server-side subscription; the handle is invalid afterwards. */
 RT_API void rt_server_unsubscribe(rt_server_t *srv, rt_subscription_t *sub);
+
+/* -------------------------------------------------------------- security */
+
+/* Result of rt_server_authenticate (seed: AuthResult). */
+typedef struct {
+  int success;             /* 1 when the token verified */
+  char *user_id;           /* "sub" (or "id") claim, or NULL; owned by the struct */
+  char **permissions;      /* "permissions" claim; owned by the struct */
+  size_t permission_count; /* entries in permissions */
+  char error[256];         /* why it failed ("Token expired", ...); never contains the token */
+} rt_auth_result_t;
+
+/*
+ * Verifies a JWT against the configured keys (seed: authenticateConnection).
+ * Returns 0 with out->success = 1, or RT_ETOKEN / RT_EEXPIRED / RT_EAUTHREQ
+ * (token NULL) with out->error set. Free with rt_auth_result_destroy.
+ */
+RT_API int rt_server_authenticate(rt_server_t *srv, const char *token, rt_auth_result_t *out);
+RT_API void rt_auth_result_destroy(rt_auth_result_t *r);
+
+/* What a connecting client presents (seed: handleConnection's argument); all borrowed, may be NULL. */
+typedef struct {
+  const char *token;   /* JWT */
+  const char *api_key; /* API key */
+  const char *ip;      /* remote address, for the per-IP connection limit */
+} rt_connection_request_t;
+
+/*
+ * The admission decision the server makes at a WebSocket upgrade, for
+ * embedders that accept connections elsewhere (seed: handleConnection).
+ * Returns 0 (would be admitted), RT_ELIMIT (the IP is at
+ * rateLimit.maxConnections), RT_ETOKEN / RT_EEXPIRED (bad credentials) or
+ * RT_EAUTHREQ (requireAuth and no credentials). Creates no connection.
+ */
+RT_API int rt_server_handle_connection(rt_server_t *srv, const rt_connection_request_t *req);
+
+/*
+ * Adds an API key at run time (seed: addApiKey). key, name and permissions
+ * are copied (the key only as a SHA-256 digest). Returns 0, RT_EEXIST,
+ * RT_EINVAL (empty key or name, bad permission syntax) or RT_ENOMEM.
+ */
+RT_API int rt_server_add_api_key(rt_server_t *srv, const char *key, const char *name,
+                                 const char *const *permissions, size_t count);
+/* Revokes a key and closes the clients authenticated with it (close 3500). 0 or RT_ENOENT. */
+RT_API int rt_server_revoke_api_key(rt_server_t *srv, const char *key);
+
+/*
+ * 1 when connected client `client_id` may read (write = 0: subscribe) or
+ * write (write = 1: publish) `channel` (seed: checkChannelPermission); 0 when
+ * not, or when there is no such client.
+ */
+RT_API int rt_server_check_channel_permission(rt_server_t *srv, uint64_t client_id,
+                                              const char *channel, int write);
+/*
+ * Charges one `operation` ("message", "subscribe", "publish", "presence",
+ * "query") to a connected client's rate limits (seed: enforceRateLimit).
+ * Returns 0 (within the limit), RT_ERATE, RT_ENOENT (no such client) or
+ * RT_EINVAL (unknown operation).
+ */
+RT_API int rt_server_enforce_rate_limit(rt_server_t *srv, uint64_t client_id,
+                                        const char *operation);
+/*
+ * Validates a message the way a publish is validated (seed: validateMessage):
+ * one JSON value, maxPublishSize, maxJsonDepth and the XSS policy. Returns 0
+ * or RT_EJSON / RT_ETOOLARGE / RT_EDEPTH / RT_EMESSAGE, with the reason
+ * copied into errmsg (may be NULL).
+ */
+RT_API int rt_server_validate_message(const rt_server_t *srv, const char *json, size_t len,
+                                      char *errmsg, size_t errmsg_cap);
 
 /* ------------------------------------------------------------ statistics */
 

@@ -205,10 +205,21 @@ static void print_help(void) {
       "Config keys and their environment variables:\n");
   for (size_t i = 0; rt_config_key(i) != NULL; i++) {
     char env[128];
-    if (rt_config_env_name(rt_config_key(i), env, sizeof(env)) != 0) continue;
+    if (rt_config_env_name(rt_config_key(i), env, sizeof(env)) != 0) {
+      snprintf(env, sizeof(env), "(config file only)");
+    }
     printf("  %-32s %s\n", rt_config_key(i), env);
   }
-  printf("\nExit status: 0 ok, 1 server failure, 2 bad flag or configuration.\n");
+  printf(
+      "\n"
+      "Nested keys are objects in the file: {\"rateLimit\": {\"windowMs\": 60000}}.\n"
+      "jwtAlgorithms is an array in the file and a comma list in the environment\n"
+      "(HS256, HS384, HS512, RS256, ES256; default: HS256 with jwtSecret, RS256 and\n"
+      "ES256 with jwtPublicKeyFile). apiKeys is an array of\n"
+      "{\"key\": \"...\", \"name\": \"...\", \"permissions\": [\"read:<pattern>\", ...]}.\n"
+      "requireAuth needs jwtSecret, jwtPublicKeyFile or apiKeys. Secrets are never printed.\n"
+      "\n"
+      "Exit status: 0 ok, 1 server failure, 2 bad flag or configuration.\n");
 }
 
 static void print_hint(void) { fprintf(stderr, "Try '" PROG " --help' for more information.\n"); }

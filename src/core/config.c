@@ -5,10 +5,12 @@
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "alloc.h"
+#include "perm.h"
 
 #define ENV_PREFIX "REALTIME_"
 #define KEY_MAX 64           /* longest key path accepted, with its NUL */
@@ -18,15 +20,27 @@
 #define MS_MAX 86400000u     /* one day: the ceiling of every duration */
 #define SIZE_LIMIT ((uint64_t)1 << 30)
 #define QUEUE_LIMIT ((uint64_t)1 << 34)
+#define LEEWAY_MAX 3600u     /* an hour of clock skew; more would keep expired tokens alive */
+#define DISCONNECT_MAX 1000u /* largest rateLimit.disconnectAfter multiple */
+#define ALG_LIST_MAX 64      /* every algorithm name, comma-separated, with its NUL */
+#define KEY_NAME_MAX 128     /* longest API key name */
 
 /* How a key is stored in rt_config_t and parsed. */
 typedef enum {
-  KIND_STRING, /* const char *, copied into the store */
-  KIND_BOOL,   /* int 0/1 */
-  KIND_INT,    /* int within [min, max] */
-  KIND_U32,    /* uint32_t within [min, max] */
-  KIND_SIZE    /* size_t within [min, max] */
+  KIND_STRING,   /* const char *, copied into the store */
+  KIND_ALGS,     /* const char * comma list of algorithm names, normalised into the store */
+  KIND_API_KEYS, /* rt_api_key_config_t array + count, packed into one store block */
+  KIND_BOOL,     /* int 0/1 */
+  KIND_INT,      /* int within [min, max] */
+  KIND_U32,      /* uint32_t within [min, max] */
+  KIND_SIZE      /* size_t within [min, max] */
 } kind_t;
+
+enum {
+  FLAG_SECRET = 1,   /* no message shows the value, not even a mistyped number */
+  FLAG_NULLABLE = 2, /* KIND_STRING: NULL (unset) is valid even with a check */
+  FLAG_FILE_ONLY = 4 /* no environment variable and no rt_config_set() */
+};
 
 /* Returns NULL when a string value is acceptable, else what it must be ("a non-empty string"). */
 typedef const char *(*string_check_fn)(const char *value);
@@ -35,20 +49,26 @@ typedef struct {
   const char *key;       /* camelCase path, '.' between object levels */
   kind_t kind;           /* storage and parsing */
   size_t cfg_off;        /* offset of the field in rt_config_t */
-  size_t store_off;      /* KIND_STRING: offset of the owning slot in rt_config_store_t */
+  size_t store_off;      /* owned kinds: offset of the owning slot in rt_config_store_t */
   string_check_fn check; /* KIND_STRING: value rule, NULL = any string, may be unset */
+  unsigned flags;        /* FLAG_* */
   uint64_t min;          /* numeric kinds: smallest accepted value */
   uint64_t max;          /* numeric kinds: largest accepted value */
 } option_t;
 
-#define OPT_STR(key, field, check)                                                            \
+#define OPT_STR(key, field, check, flags)                                                     \
   {key, KIND_STRING, offsetof(rt_config_t, field), offsetof(rt_config_store_t, field), check, \
-   0, 0}
-#define OPT_BOOL(key, field) {key, KIND_BOOL, offsetof(rt_config_t, field), 0, NULL, 0, 1}
+   flags, 0, 0}
+#define OPT_ALGS(key, field) \
+  {key, KIND_ALGS, offsetof(rt_config_t, field), offsetof(rt_config_store_t, field), NULL, 0, 0, 0}
+#define OPT_KEYS(key, field, slot)                                                          \
+  {key, KIND_API_KEYS, offsetof(rt_config_t, field), offsetof(rt_config_store_t, slot), NULL, \
+   FLAG_SECRET | FLAG_FILE_ONLY, 0, 0}
+#define OPT_BOOL(key, field) {key, KIND_BOOL, offsetof(rt_config_t, field), 0, NULL, 0, 0, 1}
 #define OPT_NUM(key, kind, field, lo, hi) \
-  {key, kind, offsetof(rt_config_t, field), 0, NULL, lo, hi}
+  {key, kind, offsetof(rt_config_t, field), 0, NULL, 0, lo, hi}
 
-static const char *check_host(const char *value) {
+static const char *check_nonempty(const char *value) {
   return value[0] == '\0' ? "a non-empty string" : NULL;
 }
 
@@ -65,20 +85,33 @@ static const char *check_path(const char *value) {
 /*
  * The one description of every key: JSON names, environment names (derived),
  * parsing and validation ranges all come from here. A duration may be 0 only
- * where 0 means "off" (pingInterval) or "at once" (shutdownTimeout).
+ * where 0 means "off" (pingInterval) or "at once" (shutdownTimeout,
+ * tokenExpiryGrace).
  */
 static const option_t options[] = {
     OPT_NUM("port", KIND_INT, port, 0, 65535),
-    OPT_STR("host", host, check_host),
-    OPT_STR("path", path, check_path),
+    OPT_STR("host", host, check_nonempty, 0),
+    OPT_STR("path", path, check_path, 0),
     OPT_NUM("pingInterval", KIND_U32, ping_interval_ms, 0, MS_MAX),
     OPT_NUM("presenceTimeout", KIND_U32, presence_timeout_ms, 1, MS_MAX),
     OPT_BOOL("requireAuth", require_auth),
-    OPT_STR("jwtSecret", jwt_secret, NULL),
+    OPT_STR("jwtSecret", jwt_secret, NULL, FLAG_SECRET),
+    OPT_STR("jwtPublicKeyFile", jwt_public_key_file, check_nonempty, FLAG_NULLABLE),
+    OPT_ALGS("jwtAlgorithms", jwt_algorithms),
+    OPT_NUM("jwtLeeway", KIND_U32, jwt_leeway_s, 0, LEEWAY_MAX),
+    OPT_NUM("authTimeout", KIND_U32, auth_timeout_ms, 1, MS_MAX),
+    OPT_NUM("tokenExpiryGrace", KIND_U32, token_grace_ms, 0, MS_MAX),
+    OPT_KEYS("apiKeys", api_keys, api_key_block),
     OPT_NUM("rateLimit.maxConnections", KIND_U32, rate_limit.max_connections, 0, UINT32_MAX),
     OPT_NUM("rateLimit.maxMessagesPerMinute", KIND_U32, rate_limit.max_messages_per_minute, 0,
             UINT32_MAX),
     OPT_NUM("rateLimit.windowMs", KIND_U32, rate_limit.window_ms, 1, MS_MAX),
+    OPT_NUM("rateLimit.subscribe", KIND_U32, rate_limit.subscribe, 0, UINT32_MAX),
+    OPT_NUM("rateLimit.publish", KIND_U32, rate_limit.publish, 0, UINT32_MAX),
+    OPT_NUM("rateLimit.presence", KIND_U32, rate_limit.presence, 0, UINT32_MAX),
+    OPT_NUM("rateLimit.query", KIND_U32, rate_limit.query, 0, UINT32_MAX),
+    OPT_NUM("rateLimit.disconnectAfter", KIND_U32, rate_limit.disconnect_after, 0,
+            DISCONNECT_MAX),
     OPT_NUM("maxMessageSize", KIND_SIZE, max_message_size, 1, SIZE_LIMIT),
     OPT_NUM("maxPublishSize", KIND_SIZE, max_publish_size, 1, SIZE_LIMIT),
     OPT_NUM("maxSubscriptions", KIND_U32, max_subscriptions, 1, UINT32_MAX),
@@ -88,10 +121,26 @@ static const option_t options[] = {
     OPT_NUM("handshakeTimeout", KIND_U32, handshake_timeout_ms, 1, MS_MAX),
     OPT_NUM("shutdownTimeout", KIND_U32, shutdown_timeout_ms, 0, MS_MAX),
     OPT_NUM("maxJsonDepth", KIND_U32, max_json_depth, 1, 1024),
+    OPT_BOOL("validation.xss", validate_xss),
 };
 
 #define OPTION_COUNT (sizeof(options) / sizeof(options[0]))
-_Static_assert(OPTION_COUNT <= 32, "rt_config_store_t.set_keys has a bit per key");
+_Static_assert(OPTION_COUNT <= 64, "rt_config_store_t.set_keys has a bit per key");
+
+/*
+ * The JWT algorithms a deployment may accept, in the order a normalised list
+ * spells them. `shared` ones verify with jwtSecret, the others with the key
+ * in jwtPublicKeyFile; "none" is deliberately absent.
+ */
+static const struct {
+  const char *name; /* "alg" header value */
+  int shared;       /* 1: HMAC with jwtSecret; 0: signature with the public key */
+} algorithms[] = {
+    {"HS256", 1}, {"HS384", 1}, {"HS512", 1}, {"RS256", 0}, {"ES256", 0},
+};
+
+#define ALG_COUNT (sizeof(algorithms) / sizeof(algorithms[0]))
+#define ALG_NAMES "HS256, HS384, HS512, RS256, ES256"
 
 /*
  * A load in progress: a copy of the config plus a private store for the
@@ -112,9 +161,21 @@ void rt_config_init(rt_config_t *cfg) {
   cfg->presence_timeout_ms = 60000;
   cfg->require_auth = 0;
   cfg->jwt_secret = NULL;
+  cfg->jwt_public_key_file = NULL;
+  cfg->jwt_algorithms = NULL;
+  cfg->jwt_leeway_s = 30;
+  cfg->auth_timeout_ms = 10000;
+  cfg->token_grace_ms = 30000;
+  cfg->api_keys = NULL;
+  cfg->api_key_count = 0;
   cfg->rate_limit.max_connections = 0;
   cfg->rate_limit.max_messages_per_minute = 0;
   cfg->rate_limit.window_ms = 60000;
+  cfg->rate_limit.subscribe = 0;
+  cfg->rate_limit.publish = 0;
+  cfg->rate_limit.presence = 0;
+  cfg->rate_limit.query = 0;
+  cfg->rate_limit.disconnect_after = 2;
   cfg->max_message_size = 1024 * 1024;
   cfg->max_publish_size = 512 * 1024;
   cfg->max_subscriptions = 1024;
@@ -123,6 +184,7 @@ void rt_config_init(rt_config_t *cfg) {
   cfg->handshake_timeout_ms = 10000;
   cfg->shutdown_timeout_ms = 5000;
   cfg->max_json_depth = 64;
+  cfg->validate_xss = 1;
   cfg->loop = NULL;
 }
 
@@ -132,6 +194,9 @@ void rt_config_store_destroy(rt_config_store_t *store) {
   rt_free(store->host);
   rt_free(store->path);
   rt_free(store->jwt_secret);
+  rt_free(store->jwt_public_key_file);
+  rt_free(store->jwt_algorithms);
+  rt_free(store->api_key_block);
   memset(store, 0, sizeof(*store));
 }
 
@@ -151,7 +216,11 @@ static int is_group(const char *key) {
   return 0;
 }
 
-static uint32_t key_bit(const option_t *o) { return (uint32_t)1 << (o - options); }
+static uint64_t key_bit(const option_t *o) { return (uint64_t)1 << (o - options); }
+
+static int owns_storage(const option_t *o) {
+  return o->kind == KIND_STRING || o->kind == KIND_ALGS || o->kind == KIND_API_KEYS;
+}
 
 static char **string_slot(rt_config_store_t *store, const option_t *o) {
   return (char **)((char *)store + o->store_off);
@@ -163,10 +232,11 @@ static void stage_begin(stage_t *st, const rt_config_t *cfg) {
 }
 
 /*
- * Ends a load: on success the staged strings replace the store's (the old
- * copies are freed only now, so a failed load never leaves cfg pointing at
- * freed memory) and the staged config is copied out; on error both are
- * dropped. Returns rc.
+ * Ends a load: on success the staged strings and blocks of every key this
+ * load set replace the store's (the old ones are freed only now, so a failed
+ * load never leaves cfg pointing at freed memory; an empty apiKeys array
+ * stages NULL, which still replaces) and the staged config is copied out; on
+ * error both are dropped. Returns rc.
  */
 static int stage_end(stage_t *st, int rc, rt_config_store_t *store, rt_config_t *cfg) {
   if (rc != 0) {
@@ -174,9 +244,8 @@ static int stage_end(stage_t *st, int rc, rt_config_store_t *store, rt_config_t 
     return rc;
   }
   for (size_t i = 0; i < OPTION_COUNT; i++) {
-    if (options[i].kind != KIND_STRING) continue;
+    if (!owns_storage(&options[i]) || (st->store.set_keys & key_bit(&options[i])) == 0) continue;
     char **staged = string_slot(&st->store, &options[i]);
-    if (*staged == NULL) continue;
     char **slot = string_slot(store, &options[i]);
     rt_free(*slot);
     *slot = *staged;
@@ -191,15 +260,9 @@ static void quote_text(char *got, size_t cap, const char *text) {
   snprintf(got, cap, "\"%.*s%s\"", GOT_TEXT_MAX, text, strlen(text) > GOT_TEXT_MAX ? "..." : "");
 }
 
-/* Never echoes a rule-free string (jwtSecret): only checked values appear in messages. */
-static int stage_string(stage_t *st, const option_t *o, const char *value, const char *who,
-                        rt_errbuf_t *err) {
-  const char *rule = o->check != NULL ? o->check(value) : NULL;
-  if (rule != NULL) {
-    char got[GOT_TEXT_MAX + 8];
-    quote_text(got, sizeof(got), value);
-    return rt_errbuf_set(err, RT_ECONFIG, "%s must be %s (got %s)", who, rule, got);
-  }
+/* Stores a copy of value as the key's owned string and points the staged config at it. */
+static int stage_copy(stage_t *st, const option_t *o, const char *value, const char *who,
+                      rt_errbuf_t *err) {
   char *copy = rt_strdup(value);
   if (copy == NULL) return rt_errbuf_set(err, RT_ENOMEM, "%s: out of memory", who);
   char **slot = string_slot(&st->store, o);
@@ -210,6 +273,18 @@ static int stage_string(stage_t *st, const option_t *o, const char *value, const
   return 0;
 }
 
+/* Never echoes a rule-free string (jwtSecret): only checked values appear in messages. */
+static int stage_string(stage_t *st, const option_t *o, const char *value, const char *who,
+                        rt_errbuf_t *err) {
+  const char *rule = o->check != NULL ? o->check(value) : NULL;
+  if (rule != NULL) {
+    char got[GOT_TEXT_MAX + 8];
+    quote_text(got, sizeof(got), value);
+    return rt_errbuf_set(err, RT_ECONFIG, "%s must be %s (got %s)", who, rule, got);
+  }
+  return stage_copy(st, o, value, who, err);
+}
+
 static void stage_number(stage_t *st, const option_t *o, uint64_t v) {
   void *field = (char *)&st->cfg + o->cfg_off;
   switch (o->kind) {
@@ -217,7 +292,9 @@ static void stage_number(stage_t *st, const option_t *o, uint64_t v) {
     case KIND_INT: *(int *)field = (int)v; break;
     case KIND_U32: *(uint32_t *)field = (uint32_t)v; break;
     case KIND_SIZE: *(size_t *)field = (size_t)v; break;
-    case KIND_STRING: break;
+    case KIND_STRING:
+    case KIND_ALGS:
+    case KIND_API_KEYS: break;
   }
   st->store.set_keys |= key_bit(o);
 }
@@ -247,13 +324,22 @@ static int number_in_range(const rt_config_t *cfg, const option_t *o, char *got,
 /*
  * The one wording for "this value does not fit this key": `who` names the
  * key or variable, the expectation comes from the table, `got` shows what
- * was given. Text sources (environment, flags) also accept 1 and 0 for booleans.
+ * was given. Text sources (environment, flags) also accept 1 and 0 for
+ * booleans and give jwtAlgorithms as a comma list, the file as an array.
  */
 static int expect_error(const option_t *o, const char *who, const char *got, int from_text,
                         rt_errbuf_t *err) {
   switch (o->kind) {
     case KIND_STRING:
       return rt_errbuf_set(err, RT_ECONFIG, "%s must be a string (got %s)", who, got);
+    case KIND_ALGS:
+      return rt_errbuf_set(err, RT_ECONFIG, "%s must be a %s of " ALG_NAMES " (got %s)", who,
+                           from_text ? "comma-separated list" : "non-empty array", got);
+    case KIND_API_KEYS:
+      return rt_errbuf_set(err, RT_ECONFIG,
+                           "%s must be an array of {\"key\", \"name\", \"permissions\"} objects "
+                           "(got %s)",
+                           who, got);
     case KIND_BOOL:
       return rt_errbuf_set(err, RT_ECONFIG, "%s must be %s (got %s)", who,
                            from_text ? "true, false, 1 or 0" : "true or false", got);
@@ -288,24 +374,90 @@ static int parse_bool(const char *s, uint64_t *out) {
   return 1;
 }
 
+/*
+ * Index of the algorithm named name[0..len), or -1. Case-sensitive, as JWS
+ * "alg" values are and as rt_jwt_parse_algorithms() reads the list.
+ */
+static int find_algorithm(const char *name, size_t len) {
+  for (size_t i = 0; i < ALG_COUNT; i++) {
+    if (strlen(algorithms[i].name) == len && memcmp(algorithms[i].name, name, len) == 0) {
+      return (int)i;
+    }
+  }
+  return -1;
+}
+
+/*
+ * Parses "HS256, RS256" into a set (bit i: algorithms[i]); blanks around
+ * names are ignored, repeats collapse. Returns 0, which no valid list
+ * yields, when the list is empty or an item is empty or unknown.
+ */
+static unsigned parse_algorithm_list(const char *text) {
+  unsigned set = 0;
+  for (const char *p = text;; p++) {
+    size_t n = strcspn(p, ",");
+    const char *b = p, *e = p + n;
+    while (b < e && (*b == ' ' || *b == '\t')) b++;
+    while (e > b && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    int i = find_algorithm(b, (size_t)(e - b));
+    if (i < 0) return 0;
+    set |= 1u << i;
+    p += n;
+    if (*p == '\0') return set;
+  }
+}
+
+/* Stores the set as its normalised list: canonical names in table order, comma-separated. */
+static int stage_algorithms(stage_t *st, const option_t *o, unsigned set, const char *who,
+                            rt_errbuf_t *err) {
+  char list[ALG_LIST_MAX] = "";
+  for (size_t i = 0; i < ALG_COUNT; i++) {
+    if ((set & (1u << i)) == 0) continue;
+    if (list[0] != '\0') strcat(list, ",");
+    strcat(list, algorithms[i].name);
+  }
+  return stage_copy(st, o, list, who, err);
+}
+
 /* Applies a textual value (environment or flag) to one key; `who` names the source. */
 static int stage_text(stage_t *st, const option_t *o, const char *text, const char *who,
                       rt_errbuf_t *err) {
   if (o->kind == KIND_STRING) return stage_string(st, o, text, who, err);
+  if (o->kind == KIND_API_KEYS) {
+    return rt_errbuf_set(err, RT_ECONFIG, "%s: \"%s\" can only be set in the config file", who,
+                         o->key);
+  }
   uint64_t v = 0;
-  int ok = o->kind == KIND_BOOL ? parse_bool(text, &v)
-                                : parse_decimal(text, &v) && v >= o->min && v <= o->max;
+  int ok = o->kind == KIND_ALGS   ? (v = parse_algorithm_list(text)) != 0
+           : o->kind == KIND_BOOL ? parse_bool(text, &v)
+                                  : parse_decimal(text, &v) && v >= o->min && v <= o->max;
   if (!ok) {
     char got[GOT_TEXT_MAX + 8];
     quote_text(got, sizeof(got), text);
     return expect_error(o, who, got, 1, err);
   }
+  if (o->kind == KIND_ALGS) return stage_algorithms(st, o, (unsigned)v, who, err);
   stage_number(st, o, v);
   return 0;
 }
 
-/* What a JSON value is, for messages: integers by value, the rest by type. */
-static void describe_json(const json_t *v, char *got, size_t cap) {
+/* What a JSON value is by type alone ("a number"): the description for secrets. */
+static const char *json_type_name(const json_t *v) {
+  switch (json_typeof(v)) {
+    case JSON_INTEGER:
+    case JSON_REAL: return "a number";
+    case JSON_STRING: return "a string";
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return json_array_size(v) == 0 ? "[]" : "an array";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: break;
+  }
+  return "null";
+}
+
+/* What a JSON value is, for messages: numbers by value, strings quoted if `quote`, else by type. */
+static void describe_json(const json_t *v, int quote, char *got, size_t cap) {
   switch (json_typeof(v)) {
     case JSON_INTEGER:
       snprintf(got, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
@@ -314,21 +466,341 @@ static void describe_json(const json_t *v, char *got, size_t cap) {
       snprintf(got, cap, "%g", json_real_value(v));
       if (strpbrk(got, ".en") == NULL && strlen(got) + 2 < cap) strcat(got, ".0");
       break;
-    case JSON_STRING: snprintf(got, cap, "a string"); break;
-    case JSON_OBJECT: snprintf(got, cap, "an object"); break;
-    case JSON_ARRAY: snprintf(got, cap, "an array"); break;
+    case JSON_STRING:
+      if (quote) {
+        quote_text(got, cap, json_string_value(v));
+      } else {
+        snprintf(got, cap, "a string");
+      }
+      break;
     case JSON_TRUE: snprintf(got, cap, "true"); break;
     case JSON_FALSE: snprintf(got, cap, "false"); break;
-    case JSON_NULL: snprintf(got, cap, "null"); break;
+    default: snprintf(got, cap, "%s", json_type_name(v)); break;
   }
 }
 
-static int stage_json(stage_t *st, const option_t *o, const json_t *v, const char *who,
+/* The `origin: "key[i]"` and `origin: "key[i].member"` names of messages about array items. */
+static void item_name(char *who, size_t cap, const char *origin, const char *key, size_t i,
+                      const char *member) {
+  snprintf(who, cap, "%s%s\"%s[%zu]%s%s\"", origin, *origin ? ": " : "", key, i,
+           member != NULL ? "." : "", member != NULL ? member : "");
+}
+
+/* The name of permission j of API key i: `origin: "apiKeys[i].permissions[j]"`. */
+static void permission_name(char *who, size_t cap, const char *origin, size_t i, size_t j) {
+  char member[48];
+  snprintf(member, sizeof(member), "permissions[%zu]", j);
+  item_name(who, cap, origin, "apiKeys", i, member);
+}
+
+/* jwtAlgorithms in the file: a non-empty array of names; a bad item is named by its index. */
+static int stage_json_algorithms(stage_t *st, const option_t *o, const json_t *v,
+                                 const char *origin, const char *who, rt_errbuf_t *err) {
+  if (!json_is_array(v) || json_array_size(v) == 0) {
+    return expect_error(o, who, json_type_name(v), 0, err);
+  }
+  unsigned set = 0;
+  size_t i;
+  json_t *item;
+  json_array_foreach(v, i, item) {
+    int a = json_is_string(item) ? find_algorithm(json_string_value(item), json_string_length(item))
+                                 : -1;
+    if (a < 0) {
+      char name[KEY_MAX + 256], got[GOT_TEXT_MAX + 8];
+      item_name(name, sizeof(name), origin, o->key, i, NULL);
+      describe_json(item, 1, got, sizeof(got));
+      return rt_errbuf_set(err, RT_ECONFIG, "%s must be one of " ALG_NAMES " (got %s)", name, got);
+    }
+    set |= 1u << a;
+  }
+  return stage_algorithms(st, o, set, who, err);
+}
+
+/* ------------------------------------------------------------- API keys */
+
+/* An API key travels in a header or query: non-empty visible ASCII, no blanks. */
+static int valid_key_text(const char *key) {
+  if (key == NULL || key[0] == '\0') return 0;
+  for (const char *p = key; *p != '\0'; p++) {
+    if (*p <= ' ' || *p > '~') return 0;
+  }
+  return 1;
+}
+
+/*
+ * The name becomes the user id "apikey:<name>", which "{sub}" patterns put
+ * into channel names: so the channel alphabet without separators.
+ */
+static int valid_key_name(const char *name) {
+  size_t n = name != NULL ? strlen(name) : 0;
+  if (n == 0 || n > KEY_NAME_MAX) return 0;
+  for (const char *p = name; *p != '\0'; p++) {
+    int alnum = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9');
+    if (!alnum && strchr("_-.@", *p) == NULL) return 0;
+  }
+  return 1;
+}
+
+/* Checks the permissions of entry i; `origin` ("" for code-built configs) prefixes messages. */
+static int check_permissions(const rt_api_key_config_t *k, size_t i, const char *origin,
+                             rt_errbuf_t *err) {
+  char name[KEY_MAX + 256], got[GOT_TEXT_MAX + 8];
+  if (k->permission_count > 0 && k->permissions == NULL) {
+    item_name(name, sizeof(name), origin, "apiKeys", i, "permissions");
+    return rt_errbuf_set(err, RT_ECONFIG, "%s must be set (got NULL with %zu entries)", name,
+                         k->permission_count);
+  }
+  for (size_t j = 0; j < k->permission_count; j++) {
+    const char *perm = k->permissions[j];
+    if (rt_perm_valid(perm)) continue;
+    permission_name(name, sizeof(name), origin, i, j);
+    if (perm != NULL) quote_text(got, sizeof(got), perm);
+    return rt_errbuf_set(err, RT_ECONFIG,
+                         "%s must be \"*\", \"query:raw\", \"read:<pattern>\" or "
+                         "\"write:<pattern>\" (got %s)",
+                         name, perm != NULL ? got : "NULL");
+  }
+  return 0;
+}
+
+/*
+ * Checks entry i of keys[] on its own (duplicates are find_duplicate_key's).
+ * Messages name the entry by index and never contain the key text.
+ */
+static int check_api_key(const rt_api_key_config_t *keys, size_t i, const char *origin,
+                         rt_errbuf_t *err) {
+  const rt_api_key_config_t *k = &keys[i];
+  char name[KEY_MAX + 256], got[GOT_TEXT_MAX + 8];
+  if (!valid_key_text(k->key)) {
+    item_name(name, sizeof(name), origin, "apiKeys", i, "key");
+    return rt_errbuf_set(err, RT_ECONFIG,
+                         "%s must be a non-empty string of visible ASCII characters without "
+                         "spaces",
+                         name);
+  }
+  if (!valid_key_name(k->name)) {
+    item_name(name, sizeof(name), origin, "apiKeys", i, "name");
+    if (k->name != NULL) quote_text(got, sizeof(got), k->name);
+    return rt_errbuf_set(err, RT_ECONFIG,
+                         "%s must be 1-%d characters of A-Z a-z 0-9 _ - . @ (got %s)", name,
+                         KEY_NAME_MAX, k->name != NULL ? got : "NULL");
+  }
+  return check_permissions(k, i, origin, err);
+}
+
+/* By key text, then by position in the array, so equal keys sit together, earliest first. */
+static int compare_entries(const void *a, const void *b) {
+  const rt_api_key_config_t *x = *(const rt_api_key_config_t *const *)a;
+  const rt_api_key_config_t *y = *(const rt_api_key_config_t *const *)b;
+  int c = strcmp(x->key, y->key);
+  return c != 0 ? c : (x > y) - (x < y);
+}
+
+/*
+ * Refuses a key given twice, naming the repeat that comes first in the list
+ * and the entry it repeats. Sorting pointers to the entries keeps this
+ * O(n log n): a file at the size cap holds over 20,000 keys, where comparing
+ * every pair took seconds. Needs valid keys (check_api_key first). Returns
+ * 0, RT_ECONFIG or RT_ENOMEM.
+ */
+static int find_duplicate_key(const rt_api_key_config_t *keys, size_t n, const char *origin,
+                              rt_errbuf_t *err) {
+  if (n < 2) return 0;
+  const rt_api_key_config_t **order = rt_malloc(n * sizeof(*order));
+  if (order == NULL) {
+    return rt_errbuf_set(err, RT_ENOMEM, "%s%s\"apiKeys\": out of memory", origin,
+                         *origin ? ": " : "");
+  }
+  for (size_t i = 0; i < n; i++) order[i] = &keys[i];
+  qsort(order, n, sizeof(*order), compare_entries);
+  size_t repeat = n, first = 0;
+  for (size_t i = 1; i < n; i++) {
+    if (strcmp(order[i - 1]->key, order[i]->key) != 0 || (size_t)(order[i] - keys) >= repeat) {
+      continue;
+    }
+    repeat = (size_t)(order[i] - keys);
+    first = (size_t)(order[i - 1] - keys);
+  }
+  rt_free(order);
+  if (repeat == n) return 0;
+  char name[KEY_MAX + 256];
+  item_name(name, sizeof(name), origin, "apiKeys", repeat, "key");
+  return rt_errbuf_set(err, RT_ECONFIG, "%s is the same key as \"apiKeys[%zu].key\"", name, first);
+}
+
+static int check_api_keys(const rt_api_key_config_t *keys, size_t n, const char *origin,
+                          rt_errbuf_t *err) {
+  if (n > 0 && keys == NULL) {
+    return rt_errbuf_set(err, RT_ECONFIG, "\"apiKeys\" must be set (got NULL with %zu entries)", n);
+  }
+  for (size_t i = 0; i < n; i++) {
+    int rc = check_api_key(keys, i, origin, err);
+    if (rc != 0) return rc;
+  }
+  return find_duplicate_key(keys, n, origin, err);
+}
+
+/* Where the next permission pointer and string byte of a block being filled go. */
+typedef struct {
+  const char **ptrs; /* next free permission slot */
+  char *chars;       /* next free string byte */
+} packer_t;
+
+static size_t string_size(const json_t *v) {
+  return json_is_string(v) ? json_string_length(v) + 1 : 0;
+}
+
+/*
+ * Bytes of the block for an "apiKeys" array: the entries, then every
+ * permission pointer, then every string with its NUL. Items of the wrong
+ * type count as nothing; the fill reports them.
+ */
+static void measure_api_keys(const json_t *arr, size_t *ptr_count, size_t *char_count) {
+  size_t i, j;
+  json_t *entry, *perm;
+  *ptr_count = *char_count = 0;
+  json_array_foreach(arr, i, entry) {
+    *char_count += string_size(json_object_get(entry, "key"));
+    *char_count += string_size(json_object_get(entry, "name"));
+    json_t *perms = json_object_get(entry, "permissions");
+    if (!json_is_array(perms)) continue;
+    json_array_foreach(perms, j, perm) {
+      *ptr_count += 1;
+      *char_count += string_size(perm);
+    }
+  }
+}
+
+static const char *pack_string(packer_t *pk, const json_t *v) {
+  size_t n = json_string_length(v);
+  char *out = pk->chars;
+  memcpy(out, json_string_value(v), n + 1);
+  pk->chars += n + 1;
+  return out;
+}
+
+/*
+ * Member `member` of entry i, which must be a string; the key's value is
+ * described by type only, so a mistyped key never shows up in a message.
+ */
+static int pack_member(packer_t *pk, const json_t *entry, size_t i, const char *member,
+                       const char *origin, const char **out, rt_errbuf_t *err) {
+  const json_t *v = json_object_get(entry, member);
+  if (json_is_string(v)) {
+    *out = pack_string(pk, v);
+    return 0;
+  }
+  char name[KEY_MAX + 256], got[64];
+  item_name(name, sizeof(name), origin, "apiKeys", i, member);
+  if (v == NULL) return rt_errbuf_set(err, RT_ECONFIG, "%s is missing", name);
+  describe_json(v, 0, got, sizeof(got));
+  return rt_errbuf_set(err, RT_ECONFIG, "%s must be a string (got %s)", name,
+                       strcmp(member, "key") == 0 ? json_type_name(v) : got);
+}
+
+static int pack_permissions(packer_t *pk, const json_t *entry, size_t i, const char *origin,
+                            rt_api_key_config_t *k, rt_errbuf_t *err) {
+  char name[KEY_MAX + 256], got[64];
+  const json_t *perms = json_object_get(entry, "permissions");
+  item_name(name, sizeof(name), origin, "apiKeys", i, "permissions");
+  if (perms == NULL) return rt_errbuf_set(err, RT_ECONFIG, "%s is missing", name);
+  if (!json_is_array(perms)) {
+    describe_json(perms, 1, got, sizeof(got));
+    return rt_errbuf_set(err, RT_ECONFIG, "%s must be an array of strings (got %s)", name, got);
+  }
+  k->permission_count = json_array_size(perms);
+  k->permissions = k->permission_count > 0 ? pk->ptrs : NULL;
+  size_t j;
+  json_t *perm;
+  json_array_foreach(perms, j, perm) {
+    if (!json_is_string(perm)) {
+      permission_name(name, sizeof(name), origin, i, j);
+      describe_json(perm, 1, got, sizeof(got));
+      return rt_errbuf_set(err, RT_ECONFIG, "%s must be a string (got %s)", name, got);
+    }
+    *pk->ptrs++ = pack_string(pk, perm);
+  }
+  return 0;
+}
+
+/*
+ * Fills entries[i] from the JSON entry: an object with exactly "key",
+ * "name" and "permissions". An unknown member is not named, since someone
+ * may have written the key itself as a member name.
+ */
+static int pack_api_key(packer_t *pk, rt_api_key_config_t *entries, size_t i, const json_t *entry,
+                        const char *origin, rt_errbuf_t *err) {
+  char name[KEY_MAX + 256];
+  item_name(name, sizeof(name), origin, "apiKeys", i, NULL);
+  if (!json_is_object(entry)) {
+    return rt_errbuf_set(err, RT_ECONFIG,
+                         "%s must be an object with \"key\", \"name\" and \"permissions\" (got %s)",
+                         name, json_type_name(entry));
+  }
+  const char *member;
+  const json_t *value;
+  json_object_foreach((json_t *)entry, member, value) {
+    if (strcmp(member, "key") != 0 && strcmp(member, "name") != 0 &&
+        strcmp(member, "permissions") != 0) {
+      return rt_errbuf_set(err, RT_ECONFIG,
+                           "%s has an unknown member (allowed: \"key\", \"name\", \"permissions\")",
+                           name);
+    }
+  }
+  rt_api_key_config_t *k = &entries[i];
+  int rc = pack_member(pk, entry, i, "key", origin, &k->key, err);
+  if (rc == 0) rc = pack_member(pk, entry, i, "name", origin, &k->name, err);
+  if (rc == 0) rc = pack_permissions(pk, entry, i, origin, k, err);
+  return rc != 0 ? rc : check_api_key(entries, i, origin, err);
+}
+
+/*
+ * apiKeys in the file, packed into one allocation (entries, then the
+ * permission pointer arrays, then the strings) so the store frees it with
+ * one call. The entries are checked as they are filled, in file order, and
+ * repeated keys once all are in.
+ */
+static int stage_api_keys(stage_t *st, const option_t *o, const json_t *v, const char *origin,
+                          const char *who, rt_errbuf_t *err) {
+  if (!json_is_array(v)) return expect_error(o, who, json_type_name(v), 0, err);
+  size_t n = json_array_size(v), ptr_count, char_count;
+  measure_api_keys(v, &ptr_count, &char_count);
+  rt_api_key_config_t *entries = NULL;
+  if (n > 0) {
+    entries = rt_calloc(1, n * sizeof(*entries) + ptr_count * sizeof(char *) + char_count);
+    if (entries == NULL) return rt_errbuf_set(err, RT_ENOMEM, "%s: out of memory", who);
+    const char **ptrs = (const char **)(entries + n);
+    packer_t pk = {ptrs, (char *)(ptrs + ptr_count)};
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+      rc = pack_api_key(&pk, entries, i, json_array_get(v, i), origin, err);
+    }
+    if (rc == 0) rc = find_duplicate_key(entries, n, origin, err);
+    if (rc != 0) {
+      rt_free(entries);
+      return rc;
+    }
+  }
+  char **slot = string_slot(&st->store, o);
+  rt_free(*slot);
+  *slot = (char *)entries;
+  st->cfg.api_keys = entries;
+  st->cfg.api_key_count = n;
+  st->store.set_keys |= key_bit(o);
+  return 0;
+}
+
+/* Applies one JSON value to key o; `origin` is the file name, messages say `origin: "key"`. */
+static int stage_json(stage_t *st, const option_t *o, const json_t *v, const char *origin,
                       rt_errbuf_t *err) {
+  char who[256];
+  snprintf(who, sizeof(who), "%s: \"%s\"", origin, o->key);
   switch (o->kind) {
     case KIND_STRING:
       if (json_is_string(v)) return stage_string(st, o, json_string_value(v), who, err);
       break;
+    case KIND_ALGS: return stage_json_algorithms(st, o, v, origin, who, err);
+    case KIND_API_KEYS: return stage_api_keys(st, o, v, origin, who, err);
     case KIND_BOOL:
       if (json_is_boolean(v)) {
         stage_number(st, o, json_is_true(v));
@@ -344,7 +816,11 @@ static int stage_json(stage_t *st, const option_t *o, const json_t *v, const cha
       break;
   }
   char got[64];
-  describe_json(v, got, sizeof(got));
+  if (o->flags & FLAG_SECRET) {
+    snprintf(got, sizeof(got), "%s", json_type_name(v));
+  } else {
+    describe_json(v, 0, got, sizeof(got));
+  }
   return expect_error(o, who, got, 0, err);
 }
 
@@ -420,17 +896,16 @@ static int stage_object(stage_t *st, json_t *obj, const char *prefix, const char
     int n = snprintf(key, sizeof(key), "%s%s%s", prefix, *prefix ? "." : "", name);
     if (n < 0 || (size_t)n >= sizeof(key)) return unknown_key_error(origin, name, err);
     const option_t *o = find_option(key);
-    char who[256];
-    snprintf(who, sizeof(who), "%s: \"%s\"", origin, key);
     int rc;
     if (o != NULL) {
-      rc = stage_json(st, o, value, who, err);
+      rc = stage_json(st, o, value, origin, err);
     } else if (!is_group(key)) {
       rc = unknown_key_error(origin, key, err);
     } else if (!json_is_object(value)) {
       char got[64];
-      describe_json(value, got, sizeof(got));
-      rc = rt_errbuf_set(err, RT_ECONFIG, "%s must be an object (got %s)", who, got);
+      describe_json(value, 0, got, sizeof(got));
+      rc = rt_errbuf_set(err, RT_ECONFIG, "%s: \"%s\" must be an object (got %s)", origin, key,
+                         got);
     } else {
       rc = stage_object(st, value, key, origin, err);
     }
@@ -439,12 +914,19 @@ static int stage_object(stage_t *st, json_t *obj, const char *prefix, const char
   return 0;
 }
 
+/*
+ * jansson ends its messages with " near '<token>'", and the token may be
+ * part of a secret (an unquoted jwtSecret, an unterminated API key), so that
+ * part is cut; the line and column still point at the mistake.
+ */
 static int syntax_error(const char *origin, const json_error_t *jerr, rt_errbuf_t *err) {
   if (json_error_code(jerr) == json_error_out_of_memory) {
     return rt_errbuf_set(err, RT_ENOMEM, "%s: out of memory", origin);
   }
-  return rt_errbuf_set(err, RT_EJSON, "%s: invalid JSON at line %d, column %d: %s", origin,
-                       jerr->line, jerr->column, jerr->text);
+  const char *near = strstr(jerr->text, " near '");
+  int len = near != NULL ? (int)(near - jerr->text) : (int)strlen(jerr->text);
+  return rt_errbuf_set(err, RT_EJSON, "%s: invalid JSON at line %d, column %d: %.*s", origin,
+                       jerr->line, jerr->column, len, jerr->text);
 }
 
 int rt_config_load_json(rt_config_store_t *store, rt_config_t *cfg, const char *text, size_t len,
@@ -548,6 +1030,7 @@ int rt_config_apply_env(rt_config_store_t *store, rt_config_t *cfg, char *const 
   int rc = 0;
   for (size_t i = 0; i < OPTION_COUNT && rc == 0; i++) {
     char name[ENV_NAME_MAX];
+    if (options[i].flags & FLAG_FILE_ONLY) continue;
     if (env_name_of(options[i].key, name, sizeof(name)) != 0) continue;
     const char *value = find_env(envp, name);
     if (value != NULL) rc = stage_text(&st, &options[i], value, name, err);
@@ -564,25 +1047,71 @@ int rt_config_set(rt_config_store_t *store, rt_config_t *cfg, const char *key, c
   return stage_end(&st, stage_text(&st, o, value, source, err), store, cfg);
 }
 
+/* A string key of a code-built config: NULL only where allowed, else by its rule. */
+static int validate_string(const rt_config_t *cfg, const option_t *o, const char *who,
+                           rt_errbuf_t *err) {
+  const char *value = *(const char *const *)((const char *)cfg + o->cfg_off);
+  const char *rule;
+  if (value == NULL) {
+    rule = o->check == NULL || (o->flags & FLAG_NULLABLE) ? NULL : "set";
+  } else {
+    rule = o->check == NULL ? NULL : o->check(value);
+  }
+  if (rule == NULL) return 0;
+  char got[GOT_TEXT_MAX + 8];
+  quote_text(got, sizeof(got), value == NULL ? "" : value);
+  return rt_errbuf_set(err, RT_ECONFIG, "%s must be %s (got %s)", who, rule,
+                       value == NULL ? "NULL" : got);
+}
+
+/* One key of a code-built config against the table; `who` is the quoted key. */
+static int validate_option(const rt_config_t *cfg, const option_t *o, const char *who,
+                           rt_errbuf_t *err) {
+  char got[GOT_TEXT_MAX + 8];
+  switch (o->kind) {
+    case KIND_STRING: return validate_string(cfg, o, who, err);
+    case KIND_ALGS:
+      if (cfg->jwt_algorithms == NULL || parse_algorithm_list(cfg->jwt_algorithms) != 0) return 0;
+      quote_text(got, sizeof(got), cfg->jwt_algorithms);
+      return expect_error(o, who, got, 1, err);
+    case KIND_API_KEYS: return check_api_keys(cfg->api_keys, cfg->api_key_count, "", err);
+    case KIND_BOOL: return 0;
+    default:
+      if (number_in_range(cfg, o, got, sizeof(got))) return 0;
+      return expect_error(o, who, got, 0, err);
+  }
+}
+
 /*
  * Re-checks every key against the table, for configs built in code: numbers
- * in range, strings by their rule (a rule-bound string may not be NULL).
+ * in range, strings by their rule (a rule-bound string may not be NULL
+ * unless the table allows it), the algorithm list and every API key.
  */
 static int validate_keys(const rt_config_t *cfg, rt_errbuf_t *err) {
   for (size_t i = 0; i < OPTION_COUNT; i++) {
-    const option_t *o = &options[i];
-    char got[GOT_TEXT_MAX + 8], who[KEY_MAX + 8];
-    snprintf(who, sizeof(who), "\"%s\"", o->key);
-    if (o->kind == KIND_STRING) {
-      const char *value = *(const char *const *)((const char *)cfg + o->cfg_off);
-      const char *rule = o->check == NULL ? NULL : value == NULL ? "set" : o->check(value);
-      if (rule == NULL) continue;
-      quote_text(got, sizeof(got), value == NULL ? "" : value);
-      return rt_errbuf_set(err, RT_ECONFIG, "%s must be %s (got %s)", who, rule,
-                           value == NULL ? "NULL" : got);
-    }
-    if (o->kind == KIND_BOOL || number_in_range(cfg, o, got, sizeof(got))) continue;
-    return expect_error(o, who, got, 0, err);
+    char who[KEY_MAX + 8];
+    snprintf(who, sizeof(who), "\"%s\"", options[i].key);
+    int rc = validate_option(cfg, &options[i], who, err);
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+static int is_set(const char *s) { return s != NULL && s[0] != '\0'; }
+
+/*
+ * Each listed algorithm needs its kind of key: HS* the shared secret,
+ * RS256/ES256 the public key file. The first one without is named.
+ */
+static int validate_algorithm_keys(const rt_config_t *cfg, rt_errbuf_t *err) {
+  if (cfg->jwt_algorithms == NULL) return 0;
+  unsigned set = parse_algorithm_list(cfg->jwt_algorithms);
+  for (size_t i = 0; i < ALG_COUNT; i++) {
+    if ((set & (1u << i)) == 0) continue;
+    const char *needs = algorithms[i].shared ? "jwtSecret" : "jwtPublicKeyFile";
+    if (is_set(algorithms[i].shared ? cfg->jwt_secret : cfg->jwt_public_key_file)) continue;
+    return rt_errbuf_set(err, RT_ECONFIG, "\"jwtAlgorithms\" lists %s, which needs \"%s\"",
+                         algorithms[i].name, needs);
   }
   return 0;
 }
@@ -592,9 +1121,14 @@ static int validate_keys(const rt_config_t *cfg, rt_errbuf_t *err) {
  * allowed on purpose: it is how a deployment cuts off slow readers early.
  */
 static int validate_relations(const rt_config_t *cfg, rt_errbuf_t *err) {
-  if (cfg->require_auth && (cfg->jwt_secret == NULL || cfg->jwt_secret[0] == '\0')) {
-    return rt_errbuf_set(err, RT_ECONFIG, "\"jwtSecret\" must be set when \"requireAuth\" is true");
+  if (cfg->require_auth && !is_set(cfg->jwt_secret) && !is_set(cfg->jwt_public_key_file) &&
+      cfg->api_key_count == 0) {
+    return rt_errbuf_set(err, RT_ECONFIG,
+                         "\"jwtSecret\", \"jwtPublicKeyFile\" or \"apiKeys\" must be set when "
+                         "\"requireAuth\" is true");
   }
+  int rc = validate_algorithm_keys(cfg, err);
+  if (rc != 0) return rc;
   if (cfg->max_publish_size > cfg->max_message_size) {
     return rt_errbuf_set(err, RT_ECONFIG,
                          "\"maxPublishSize\" (%zu) must not exceed \"maxMessageSize\" (%zu)",
@@ -618,13 +1152,15 @@ int rt_config_validate(const rt_config_t *cfg, rt_errbuf_t *err) {
 const char *rt_config_key(size_t i) { return i < OPTION_COUNT ? options[i].key : NULL; }
 
 int rt_config_env_name(const char *key, char *buf, size_t cap) {
-  if (find_option(key) == NULL) return RT_ENOENT;
+  const option_t *o = find_option(key);
+  if (o == NULL || (o->flags & FLAG_FILE_ONLY)) return RT_ENOENT;
   return env_name_of(key, buf, cap) == 0 ? 0 : RT_EINVAL;
 }
 
 const char *rt_config_key_for_env(const char *name) {
   for (size_t i = 0; i < OPTION_COUNT; i++) {
     char env[ENV_NAME_MAX];
+    if (options[i].flags & FLAG_FILE_ONLY) continue;
     if (env_name_of(options[i].key, env, sizeof(env)) == 0 && strcmp(env, name) == 0) {
       return options[i].key;
     }

@@ -15,6 +15,13 @@
  * Every loader is all-or-nothing: on error neither the config nor the store
  * has changed, and err says which key or variable is wrong and what it must be.
  * Nothing here is thread-safe; load once at start-up.
+ *
+ * Value kinds: strings, booleans, ranged integers, the algorithm list
+ * jwtAlgorithms (a JSON array of names in the file, a comma list in the
+ * environment, stored as a normalised comma list such as "HS256,RS256") and
+ * apiKeys, an array of {"key", "name", "permissions"} objects read from the
+ * file only. Secrets (jwtSecret, apiKeys[].key) never appear in a message,
+ * not even as a mistyped number or in a JSON syntax error.
  */
 #ifndef RT_CORE_CONFIG_H
 #define RT_CORE_CONFIG_H
@@ -35,10 +42,14 @@
  * It also records which keys were given, for rt_config_resolve().
  */
 typedef struct {
-  char *host;        /* copy behind cfg->host when a loader set it, else NULL */
-  char *path;        /* copy behind cfg->path when a loader set it, else NULL */
-  char *jwt_secret;  /* copy behind cfg->jwt_secret when a loader set it, else NULL */
-  uint32_t set_keys; /* bit i: key rt_config_key(i) was set by a successful loader */
+  char *host;                /* copy behind cfg->host when a loader set it, else NULL */
+  char *path;                /* copy behind cfg->path when a loader set it, else NULL */
+  char *jwt_secret;          /* copy behind cfg->jwt_secret when a loader set it, else NULL */
+  char *jwt_public_key_file; /* copy behind cfg->jwt_public_key_file, else NULL */
+  char *jwt_algorithms;      /* normalised list behind cfg->jwt_algorithms, else NULL */
+  char *api_key_block;       /* one allocation behind cfg->api_keys: entries, then permission
+                                arrays, then strings; NULL when unset or empty */
+  uint64_t set_keys;         /* bit i: key rt_config_key(i) was set by a successful loader */
 } rt_config_store_t;
 
 void rt_config_store_init(rt_config_store_t *store);
@@ -68,7 +79,8 @@ int rt_config_load_file(rt_config_store_t *store, rt_config_t *cfg, const char *
  * "NAME=value" array such as `environ`, borrowed; the first definition of a
  * name wins, as with getenv). Values are parsed as by rt_config_set(), and
  * errors name the variable. Unknown REALTIME_* names are ignored here (see
- * rt_config_key_for_env). Returns 0, RT_ECONFIG or RT_ENOMEM.
+ * rt_config_key_for_env), and so is apiKeys, which has no variable.
+ * Returns 0, RT_ECONFIG or RT_ENOMEM.
  */
 int rt_config_apply_env(rt_config_store_t *store, rt_config_t *cfg, char *const *envp,
                         rt_errbuf_t *err);
@@ -76,9 +88,10 @@ int rt_config_apply_env(rt_config_store_t *store, rt_config_t *cfg, char *const 
 /*
  * Sets one key from text, as for a command-line flag: strings as given,
  * booleans true/false/1/0, integers as unsigned decimal within the key's
- * range. `source` (e.g. "--port") names the value in messages:
- * `--port must be an integer 0-65535 (got "x")`.
- * Returns 0, RT_ECONFIG (also for an unknown key) or RT_ENOMEM.
+ * range, jwtAlgorithms as a comma list. `source` (e.g. "--port") names the
+ * value in messages: `--port must be an integer 0-65535 (got "x")`.
+ * Returns 0, RT_ECONFIG (also for an unknown key and for apiKeys, which only
+ * the file sets) or RT_ENOMEM.
  */
 int rt_config_set(rt_config_store_t *store, rt_config_t *cfg, const char *key, const char *value,
                   const char *source, rt_errbuf_t *err);
@@ -95,10 +108,17 @@ void rt_config_resolve(const rt_config_store_t *store, rt_config_t *cfg);
  * Checks a complete config, however it was built (file, environment or C
  * code): every numeric field within its key's range (so no zero sizes), host
  * non-empty, path starting with '/' with no blanks, controls, '?' or '#',
- * jwtSecret non-empty when requireAuth is true, and maxPublishSize <=
- * maxMessageSize. Messages name the keys
- * (`"jwtSecret" must be set when "requireAuth" is true`).
- * Returns 0 or RT_ECONFIG.
+ * jwtPublicKeyFile non-empty when set, jwtAlgorithms a list of known names,
+ * every API key well formed (key: visible ASCII, unique; name: 1-128 of
+ * [A-Za-z0-9_.@-]; permissions: rt_perm_valid) and maxPublishSize <=
+ * maxMessageSize. Across keys: requireAuth needs jwtSecret, jwtPublicKeyFile
+ * or at least one API key; a listed HS* algorithm needs jwtSecret and
+ * RS256/ES256 need jwtPublicKeyFile (an empty string counts as unset).
+ * Messages name the keys (`"jwtSecret", "jwtPublicKeyFile" or "apiKeys" must
+ * be set when "requireAuth" is true`, `"apiKeys[1].permissions[0]" must be
+ * ...`) and never a secret. Whether the key file can be read and parsed is
+ * for the server to find out when it starts. Returns 0, RT_ECONFIG, or
+ * RT_ENOMEM when the duplicate-key check cannot sort its index of the keys.
  */
 int rt_config_validate(const rt_config_t *cfg, rt_errbuf_t *err);
 
@@ -107,7 +127,8 @@ const char *rt_config_key(size_t i);
 
 /*
  * Writes the environment variable name of `key` ("REALTIME_PING_INTERVAL")
- * into buf. Returns 0, RT_ENOENT for an unknown key, RT_EINVAL if cap is too small.
+ * into buf. Returns 0, RT_ENOENT for an unknown key or one set from the file
+ * only (apiKeys), RT_EINVAL if cap is too small.
  */
 int rt_config_env_name(const char *key, char *buf, size_t cap);
 

@@ -1,5 +1,7 @@
 #include "handshake.h"
 
+#include "credentials.h"
+
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -46,6 +48,7 @@ static const char *status_phrase(int status) {
     case 101: return "Switching Protocols";
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -62,7 +65,8 @@ static const char *status_phrase(int status) {
 
 /*
  * Headers a status needs beyond the common ones: 405 names the allowed
- * method (RFC 9110 15.5.6); 426 names the required protocol and, because a
+ * method (RFC 9110 15.5.6); 401 carries the bearer challenge and 429 a
+ * Retry-After; 426 names the required protocol and, because a
  * sender of Upgrade must list it in Connection (RFC 9110 7.8), also carries
  * the "Upgrade" connection option, plus the one WebSocket version we speak
  * (RFC 6455 4.4).
@@ -74,6 +78,10 @@ static void put_status_headers(writer_t *w, int status) {
   }
   put(w, "Connection: close\r\n");
   if (status == 405) put(w, "Allow: GET\r\n");
+  /* RFC 6750 3: the challenge for a refused bearer token or key. */
+  if (status == 401) put(w, "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+  /* RFC 6585 4: a connection slot of this IP frees when one of its connections closes. */
+  if (status == 429) put(w, "Retry-After: " RT_HS_RETRY_AFTER_S "\r\n");
 }
 
 /*
@@ -259,6 +267,8 @@ static size_t write_upgrade(const rt_http_request_t *req, char *out, size_t cap)
   put(&w, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
          "Sec-WebSocket-Accept: ");
   put(&w, accept);
+  /* Browsers fail a handshake whose offered protocols get no answer (RFC 6455 4.1). */
+  if (rt_credentials_offers_subprotocol(req)) put(&w, "\r\nSec-WebSocket-Protocol: " RT_SUBPROTOCOL);
   put(&w, "\r\n\r\n");
   return finish(&w);
 }

@@ -10,6 +10,9 @@
 
 #include "http_parse.h"
 
+/* Retry-After of a 429 (too many connections from one address), in seconds. */
+#define RT_HS_RETRY_AFTER_S "5"
+
 typedef enum {
   RT_HS_UPGRADE = 0, /* 101 written: the connection is now a WebSocket */
   RT_HS_HEALTH,      /* GET /health: caller writes rt_handshake_health() and closes */

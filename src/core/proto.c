@@ -15,6 +15,7 @@
 #include "proto.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -423,8 +424,8 @@ int rt_json_validate(const char *p, size_t len, uint32_t max_depth, size_t *star
 
 /* ------------------------------------------------------------------ commands */
 
-enum { F_TYPE, F_ID, F_CHANNEL, F_DATA, F_COUNT };
-static const char *const field_names[F_COUNT] = {"type", "id", "channel", "data"};
+enum { F_TYPE, F_ID, F_CHANNEL, F_DATA, F_TOKEN, F_APIKEY, F_COUNT };
+static const char *const field_names[F_COUNT] = {"type", "id", "channel", "data", "token", "apiKey"};
 
 /* Where the value of a known member lies in the message. */
 struct field {
@@ -623,7 +624,7 @@ static int check_type(const char *msg, size_t len, const struct field *f, rt_cmd
                       rt_errbuf_t *err) {
   static const struct { const char *name; rt_cmd_type_t type; } types[] = {
       {"subscribe", RT_CMD_SUBSCRIBE}, {"unsubscribe", RT_CMD_UNSUBSCRIBE},
-      {"publish", RT_CMD_PUBLISH}};
+      {"publish", RT_CMD_PUBLISH}, {"auth", RT_CMD_AUTH}};
   if (!f->present) return rt_errbuf_set(err, RT_EMISSING, "Missing field \"type\"");
   if (msg[f->start] != '"') return rt_errbuf_set(err, RT_EFIELD, "Field \"type\" must be a string");
   char buf[2 * TYPE_SHOWN_MAX];
@@ -666,6 +667,31 @@ static int check_data(const char *msg, const struct field *f, size_t max_data, r
   return 0;
 }
 
+/* auth: exactly one of "token" and "apiKey", a string. */
+static int check_cred(const char *msg, const struct field *fields, rt_cmd_t *cmd,
+                      rt_errbuf_t *err) {
+  const struct field *t = &fields[F_TOKEN], *k = &fields[F_APIKEY];
+  if (t->present == k->present)
+    return rt_errbuf_set(err, t->present ? RT_EFIELD : RT_EMISSING,
+                         t->present ? "Send either \"token\" or \"apiKey\", not both"
+                                    : "Missing field \"token\"");
+  const struct field *f = t->present ? t : k;
+  if (msg[f->start] != '"')
+    return rt_errbuf_set(err, RT_EFIELD, "Field \"%s\" must be a string",
+                         t->present ? "token" : "apiKey");
+  cmd->cred = msg + f->start;
+  cmd->cred_len = f->len;
+  cmd->cred_is_key = k->present;
+  return 0;
+}
+
+long rt_proto_decode_string(const char *lit, size_t len, char *out, size_t cap) {
+  struct field f = {1, 0, len};
+  struct decoded d = {out, cap, 0, 0};
+  decode_string(lit, len, &f, &d);
+  return d.overflow ? RT_ETOOLARGE : (long)d.len;
+}
+
 /*
  * Scan first, judge after: the whole object is validated and its known
  * members located before any field is checked, in the documented order
@@ -682,6 +708,7 @@ int rt_proto_parse(const char *msg, size_t len, uint32_t max_depth, size_t max_d
   if (rc == 0) rc = check_type(msg, len, &fields[F_TYPE], cmd, err);
   if (rc == 0 && fields[F_ID].present && !cmd->has_id)
     rc = rt_errbuf_set(err, RT_EFIELD, "Field \"id\" must be an integer");
+  if (rc == 0 && cmd->type == RT_CMD_AUTH) return check_cred(msg, fields, cmd, err);
   if (rc == 0) rc = check_channel(msg, len, &fields[F_CHANNEL], cmd, err);
   if (rc == 0 && cmd->type == RT_CMD_PUBLISH)
     rc = check_data(msg, &fields[F_DATA], max_data, cmd, err);
@@ -801,18 +828,21 @@ rt_frame_t *rt_proto_ack(int has_id, int64_t id, int64_t delivered) {
 
 static void emit_frame(void *ctx, const char *p, size_t n) { rt_frame_append(ctx, p, n); }
 
-/* A NULL message stands for rt_strerror(err). */
-rt_frame_t *rt_proto_error(int has_id, int64_t id, int err, const char *message) {
+/* A NULL message stands for rt_strerror(err); retry_after_ms < 0 leaves that member out. */
+static rt_frame_t *error_frame(int has_id, int64_t id, int err, const char *message,
+                               int64_t retry_after_ms) {
   static const char head[] = "{\"type\":\"error\"";
   static const char code_key[] = ",\"code\":\"";
   static const char message_key[] = "\",\"message\":\"";
+  static const char retry_key[] = ",\"retry_after_ms\":";
   const char *code = rt_err_name(err);
   size_t code_len = strlen(code);
   if (message == NULL) message = rt_strerror(err);
   size_t message_len = strlen(message);
-  struct int_member idm;
+  struct int_member idm, rm;
   size_t size = LIT_LEN(head) + LIT_LEN(code_key) + code_len + LIT_LEN(message_key) + 2;
   size += prepare_member(&idm, has_id, id, LIT_LEN(ID_KEY));
+  size += prepare_member(&rm, retry_after_ms >= 0, retry_after_ms, LIT_LEN(retry_key));
   size += escape_json(message, message_len, NULL, NULL);
   rt_frame_t *f = rt_frame_new(size);
   if (f == NULL) return NULL;
@@ -822,7 +852,58 @@ rt_frame_t *rt_proto_error(int has_id, int64_t id, int err, const char *message)
   rt_frame_append(f, code, code_len);
   APPEND_LIT(f, message_key);
   escape_json(message, message_len, emit_frame, f);
-  APPEND_LIT(f, "\"}");
+  APPEND_LIT(f, "\"");
+  append_member(f, &rm, retry_key, LIT_LEN(retry_key));
+  APPEND_LIT(f, "}");
+  return seal(f);
+}
+
+rt_frame_t *rt_proto_error(int has_id, int64_t id, int err, const char *message) {
+  return error_frame(has_id, id, err, message, -1);
+}
+
+rt_frame_t *rt_proto_error_retry(int has_id, int64_t id, int err, const char *message,
+                                 uint32_t retry_after_ms) {
+  return error_frame(has_id, id, err, message, retry_after_ms);
+}
+
+/* Copies finished JSON text into a sealed text frame. */
+static rt_frame_t *frame_of(const rt_strbuf_t *b) {
+  rt_frame_t *f = rt_frame_new(b->len);
+  if (f == NULL) return NULL;
+  rt_frame_append(f, b->p, b->len);
+  return seal(f);
+}
+
+/* Not on a hot path (once per authentication), so built in a strbuf for clarity. */
+rt_frame_t *rt_proto_auth_ack(int has_id, int64_t id, const char *user_id,
+                              const char *const *perms, size_t n) {
+  rt_strbuf_t b = {0};
+  char num[32];
+  int ok = rt_strbuf_append(&b, "{\"type\":\"ack\"", 13) == 0;
+  if (ok && has_id) {
+    int k = snprintf(num, sizeof(num), ",\"id\":%lld", (long long)id);
+    ok = rt_strbuf_append(&b, num, (size_t)k) == 0;
+  }
+  if (ok && user_id != NULL)
+    ok = rt_strbuf_append(&b, ",\"userId\":", 10) == 0 &&
+         rt_strbuf_append_json_string(&b, user_id, strlen(user_id)) == 0;
+  ok = ok && rt_strbuf_append(&b, ",\"permissions\":[", 16) == 0;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = (i == 0 || rt_strbuf_append(&b, ",", 1) == 0) &&
+         rt_strbuf_append_json_string(&b, perms[i], strlen(perms[i])) == 0;
+  ok = ok && rt_strbuf_append(&b, "]}", 2) == 0;
+  rt_frame_t *f = ok ? frame_of(&b) : NULL;
+  rt_strbuf_destroy(&b);
+  return f;
+}
+
+rt_frame_t *rt_proto_token_expired(uint32_t grace_ms) {
+  char text[64];
+  int n = snprintf(text, sizeof(text), "{\"type\":\"token_expired\",\"graceMs\":%u}", grace_ms);
+  rt_frame_t *f = rt_frame_new((size_t)n);
+  if (f == NULL) return NULL;
+  rt_frame_append(f, text, (size_t)n);
   return seal(f);
 }
 

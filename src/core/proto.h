@@ -21,6 +21,7 @@ typedef enum {
   RT_CMD_SUBSCRIBE = 1,
   RT_CMD_UNSUBSCRIBE,
   RT_CMD_PUBLISH,
+  RT_CMD_AUTH,
 } rt_cmd_type_t;
 
 typedef struct {
@@ -31,6 +32,9 @@ typedef struct {
   size_t channel_len;
   const char *data;                   /* publish: exact bytes of the "data" value, */
   size_t data_len;                    /*   pointing into the parsed message */
+  const char *cred;                   /* auth: the "token" or "apiKey" JSON string literal */
+  size_t cred_len;                    /*   (quotes included; rt_proto_decode_string it) */
+  int cred_is_key;                    /* auth: 1 for "apiKey", 0 for "token" */
 } rt_cmd_t;
 
 /*
@@ -40,12 +44,20 @@ typedef struct {
  * (nesting over max_depth), RT_EFIELD (a field of the wrong type, or a
  * non-integer/out-of-range id), RT_EMISSING (naming the field), RT_ETYPE
  * (naming the type), RT_ECHANNEL ("Invalid channel name format"),
- * RT_ETOOLARGE (publish data over max_data). cmd->has_id/id are set
+ * RT_ETOOLARGE (publish data over max_data). An "auth" command needs
+ * exactly one of "token" and "apiKey" (strings). cmd->has_id/id are set
  * whenever the id could be read, even on error, so the reply can echo it.
  * Unknown extra fields are ignored; duplicate keys are RT_EJSON.
  */
 int rt_proto_parse(const char *msg, size_t len, uint32_t max_depth, size_t max_data, rt_cmd_t *cmd,
                    rt_errbuf_t *err);
+
+/*
+ * Decodes a JSON string literal that rt_proto_parse accepted (quotes
+ * included) into out[0..cap). Returns the decoded length, or RT_ETOOLARGE
+ * when it does not fit. Used for secrets, which stay out of rt_cmd_t.
+ */
+long rt_proto_decode_string(const char *lit, size_t len, char *out, size_t cap);
 
 /*
  * Validates that p[0..len) is exactly one JSON value (surrounding whitespace
@@ -70,6 +82,14 @@ void rt_strbuf_destroy(rt_strbuf_t *b);
 rt_frame_t *rt_proto_ack(int has_id, int64_t id, int64_t delivered);
 /* {"type":"error","id":N,"code":"<rt_err_name(err)>","message":"<escaped message>"} */
 rt_frame_t *rt_proto_error(int has_id, int64_t id, int err, const char *message);
+/* The same with ,"retry_after_ms":N (rate_limited). */
+rt_frame_t *rt_proto_error_retry(int has_id, int64_t id, int err, const char *message,
+                                 uint32_t retry_after_ms);
+/* {"type":"ack","id":N,"userId":"..."(if any),"permissions":[...]} after an auth command. */
+rt_frame_t *rt_proto_auth_ack(int has_id, int64_t id, const char *user_id,
+                              const char *const *perms, size_t n);
+/* {"type":"token_expired","graceMs":G}: re-authenticate within G ms or be closed (3005). */
+rt_frame_t *rt_proto_token_expired(uint32_t grace_ms);
 /* {"type":"message","channel":"<channel>","data":<data bytes as given>}; channel must be valid. */
 rt_frame_t *rt_proto_message(const char *channel, size_t channel_len, const char *data,
                              size_t data_len);

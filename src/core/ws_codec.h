@@ -37,6 +37,9 @@ typedef enum {
   RT_CLOSE_TOO_BIG = 1009,        /* message over max_message_size */
   RT_CLOSE_INTERNAL = 1011,       /* server error: reconnect with backoff */
   RT_CLOSE_PING_TIMEOUT = 3001,   /* no pong in time: reconnect (3000-3499) */
+  RT_CLOSE_TOKEN_EXPIRED = 3005,  /* token expired, no fresh auth: reconnect with a new token */
+  RT_CLOSE_TOKEN_REVOKED = 3500,  /* API key revoked: do not reconnect (3500-3999) */
+  RT_CLOSE_AUTH_TIMEOUT = 4001,   /* requireAuth and no auth in time: do not reconnect as is */
 } rt_close_code_t;
 
 typedef enum {

@@ -12,11 +12,15 @@
  */
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "alloc.h"
+#include "credentials.h"
 #include "handshake.h"
 #include "http_parse.h"
 #include "log.h"
 #include "proto.h"
+#include "security.h"
 #include "server_internal.h"
 
 /* How long we wait for the peer's close frame (or an HTTP client's EOF) before closing. */
@@ -35,6 +39,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_close(uv_handle_t *h) {
   rt_conn_t *c = h->data;
   rt_server_t *srv = c->srv;
+  if (c->ip_counted) rt_iplimit_release(srv->iplimit, c->ip);
+  rt_identity_destroy(&c->ident);
   rt_ws_decoder_free(c->dec);
   rt_sendq_destroy(&c->sendq);
   rt_free(c->head);
@@ -156,34 +162,128 @@ static void do_subscribe(rt_conn_t *c, const rt_cmd_t *cmd) {
     reply_error(c, cmd, r, "");
 }
 
-/* Parses and runs one command. A bad command gets an error reply; the connection stays. */
+static void reply_rate_limited(rt_conn_t *c, const rt_cmd_t *cmd, const rt_rate_verdict_t *v) {
+  if (v->disconnect) {
+    rt_log(RT_LOG_WARN, "client=%llu ip=%s rate limit exceeded repeatedly (%s), closing",
+           (unsigned long long)c->peer.id, c->remote, rt_rate_op_name(v->op));
+    rt_conn_fail(c, RT_CLOSE_POLICY, "Rate limit exceeded");
+    return;
+  }
+  rt_conn_send(c, rt_proto_error_retry(cmd->has_id, cmd->id, RT_ERATE, NULL, v->retry_after_ms));
+}
+
+/* Charges the command to the client's limits; 0 when it may run (else the reply is sent). */
+static int charge(rt_conn_t *c, const rt_cmd_t *cmd, rt_rate_op_t op) {
+  rt_rate_verdict_t v;
+  if (rt_ratelimit_take(&c->rl, &c->srv->rate_policy, op, (int64_t)uv_now(c->srv->loop), &v) == 0)
+    return 0;
+  reply_rate_limited(c, cmd, &v);
+  return -1;
+}
+
+/* A refusal names the channel and the permission that would allow it. */
+static int permitted(rt_conn_t *c, const rt_cmd_t *cmd, rt_perm_action_t action) {
+  if (rt_security_allows(c->srv, &c->ident, c->authenticated, action, cmd->channel,
+                         cmd->channel_len))
+    return 1;
+  char msg[RT_CHANNEL_MAX * 2 + 96];
+  const char *verb = action == RT_PERM_READ ? "subscribe to" : "publish to";
+  const char *perm = action == RT_PERM_READ ? "read" : "write";
+  snprintf(msg, sizeof(msg), "Permission denied: %s \"%s\" requires %s:%s", verb, cmd->channel,
+           perm, cmd->channel);
+  reply_error(c, cmd, RT_EFORBIDDEN, msg);
+  return 0;
+}
+
+/* Replaces the client's identity after a successful auth (a refresh keeps the subscriptions). */
+static void do_auth(rt_conn_t *c, const rt_cmd_t *cmd) {
+  char secret[RT_JWT_MAX_TOKEN_LEN + 1];
+  rt_errbuf_t err;
+  err.msg[0] = '\0';
+  long n = rt_proto_decode_string(cmd->cred, cmd->cred_len, secret, sizeof(secret));
+  if (n <= 0) {
+    reply_error(c, cmd, RT_ETOKEN, n == 0 ? "Invalid token: empty" : "Invalid token: too long");
+    return;
+  }
+  rt_identity_t id;
+  int r = cmd->cred_is_key ? rt_security_check(c->srv, NULL, 0, secret, (size_t)n, &id, &err)
+                           : rt_security_check(c->srv, secret, (size_t)n, NULL, 0, &id, &err);
+  OPENSSL_cleanse(secret, sizeof(secret)); /* secrets do not linger on the stack */
+  if (r != 0) {
+    reply_error(c, cmd, r, err.msg);
+    return;
+  }
+  rt_identity_destroy(&c->ident);
+  c->ident = id;
+  c->authenticated = 1;
+  c->expiry_pushed = 0;
+  if (c->timer_link.next != &c->timer_link && c->state == CONN_OPEN) rt_link_remove(&c->timer_link);
+  rt_log(RT_LOG_DEBUG, "client=%llu ip=%s authenticated as %s", (unsigned long long)c->peer.id,
+         c->remote, id.user_id ? id.user_id : "(no user id)");
+  rt_conn_send(c, rt_proto_auth_ack(cmd->has_id, cmd->id, id.user_id,
+                                    (const char *const *)id.permissions, id.permission_count));
+}
+
+static void do_publish(rt_conn_t *c, const rt_cmd_t *cmd) {
+  rt_server_t *srv = c->srv;
+  rt_errbuf_t err;
+  err.msg[0] = '\0';
+  if (!permitted(c, cmd, RT_PERM_WRITE)) return;
+  int r = rt_security_validate(srv, cmd->data, cmd->data_len, &err);
+  if (r != 0) {
+    reply_error(c, cmd, r, err.msg);
+    return;
+  }
+  int64_t d = rt_hub_publish(srv->hub, cmd->channel, cmd->channel_len, cmd->data, cmd->data_len,
+                             c->peer.id);
+  if (d < 0)
+    reply_error(c, cmd, (int)d, "");
+  else
+    rt_conn_send(c, rt_proto_ack(cmd->has_id, cmd->id, d));
+}
+
+static const rt_rate_op_t op_of[] = {
+    [RT_CMD_SUBSCRIBE] = RT_RATE_SUBSCRIBE, [RT_CMD_UNSUBSCRIBE] = RT_RATE_MESSAGE,
+    [RT_CMD_PUBLISH] = RT_RATE_PUBLISH,     [RT_CMD_AUTH] = RT_RATE_MESSAGE,
+};
+
+/*
+ * Parses and runs one command. Every message counts against the client's
+ * rate limits, a malformed one too (else garbage would be a free flood);
+ * unsubscribe only against the message limit, since it frees resources. A
+ * bad command gets an error reply; the connection stays.
+ */
 static void handle_command(rt_conn_t *c, const char *msg, size_t len) {
   rt_server_t *srv = c->srv;
   rt_cmd_t cmd;
   rt_errbuf_t err;
   err.msg[0] = '\0';
   int r = rt_proto_parse(msg, len, srv->cfg.max_json_depth, srv->cfg.max_publish_size, &cmd, &err);
-  if (r < 0) {
+  if (charge(c, &cmd, r < 0 ? RT_RATE_MESSAGE : op_of[cmd.type]) != 0) return;
+  int gated = srv->cfg.require_auth && !c->authenticated && cmd.type != RT_CMD_AUTH;
+  if (r < 0 && !(gated && r != RT_EJSON && r != RT_EDEPTH)) {
     reply_error(c, &cmd, r, err.msg);
     return;
   }
+  /* Unauthenticated, any command but auth (well-formed JSON, known type or not) gets this. */
+  if (gated) {
+    reply_error(c, &cmd, RT_EAUTHREQ, "Authentication required for WebSocket connection");
+    return;
+  }
   switch (cmd.type) {
+    case RT_CMD_AUTH:
+      do_auth(c, &cmd);
+      break;
     case RT_CMD_SUBSCRIBE:
-      do_subscribe(c, &cmd);
+      if (permitted(c, &cmd, RT_PERM_READ)) do_subscribe(c, &cmd);
       break;
     case RT_CMD_UNSUBSCRIBE:
       rt_hub_unsubscribe(srv->hub, &c->peer, cmd.channel, cmd.channel_len);
       rt_conn_send(c, rt_proto_ack(cmd.has_id, cmd.id, -1));
       break;
-    case RT_CMD_PUBLISH: {
-      int64_t d = rt_hub_publish(srv->hub, cmd.channel, cmd.channel_len, cmd.data, cmd.data_len,
-                                 c->peer.id);
-      if (d < 0)
-        reply_error(c, &cmd, (int)d, "");
-      else
-        rt_conn_send(c, rt_proto_ack(cmd.has_id, cmd.id, d));
+    case RT_CMD_PUBLISH:
+      do_publish(c, &cmd);
       break;
-    }
   }
 }
 
@@ -297,6 +397,9 @@ static void upgrade(rt_conn_t *c, const char *resp, size_t len, size_t head_len)
   rt_link_remove(&c->timer_link);
   c->state = CONN_OPEN;
   c->connected_at_ms = rt_wall_ms();
+  rt_ratelimit_init(&c->rl, &srv->rate_policy, (int64_t)uv_now(srv->loop));
+  if (srv->cfg.require_auth && !c->authenticated)
+    set_deadline(c, &srv->authwait, srv->cfg.auth_timeout_ms);
   srv->open_count++;
   srv->totals.connections_total++;
   send_frame(c, f, 1);
@@ -306,6 +409,44 @@ static void upgrade(rt_conn_t *c, const char *resp, size_t len, size_t head_len)
   c->head = NULL;
   if (c->head_len > head_len) handle_ws(c, (uint8_t *)head + head_len, c->head_len - head_len);
   rt_free(head);
+}
+
+/*
+ * Admission at the upgrade, before any WebSocket state exists: the per-IP
+ * connection limit (429), then credentials (401 when present but invalid;
+ * the reason, never the secret, is in the body). On refusal the error
+ * response replaces the 101 in resp and RT_EFORBIDDEN is returned.
+ */
+static int admit(rt_conn_t *c, const rt_http_request_t *req, char *resp, size_t cap, size_t *len) {
+  rt_server_t *srv = c->srv;
+  char scratch[RT_JWT_MAX_TOKEN_LEN + 512];
+  rt_credentials_t cr;
+  rt_errbuf_t err;
+  err.msg[0] = '\0';
+  if (srv->iplimit != NULL) {
+    int r = rt_iplimit_acquire(srv->iplimit, c->ip);
+    if (r != 0) {
+      rt_log(RT_LOG_INFO, "ip=%s refused: too many connections", c->ip);
+      *len = rt_handshake_error(r == RT_ELIMIT ? 429 : 503, "Too many connections from this address",
+                                resp, cap);
+      return RT_EFORBIDDEN;
+    }
+    c->ip_counted = 1;
+  }
+  int r = rt_credentials_extract(req, scratch, sizeof(scratch), &cr);
+  if (r == 0)
+    r = rt_security_check(srv, cr.token, cr.token_len, cr.api_key, cr.api_key_len, &c->ident, &err);
+  else
+    rt_errbuf_set(&err, r, "Invalid credentials: malformed Authorization, token or api_key");
+  OPENSSL_cleanse(scratch, sizeof(scratch));
+  if (r == RT_ENOENT) return 0;
+  if (r == 0) {
+    c->authenticated = 1;
+    return 0;
+  }
+  rt_log(RT_LOG_INFO, "ip=%s refused: %s", c->ip, err.msg);
+  *len = rt_handshake_error(r == RT_ENOMEM ? 503 : 401, err.msg, resp, cap);
+  return RT_EFORBIDDEN;
 }
 
 /* Accumulates the request head; once complete, answers it (upgrade, health or an error). */
@@ -336,8 +477,11 @@ static void handle_http(rt_conn_t *c, const char *data, size_t n) {
   rt_hs_info_t info;
   switch (rt_handshake_process(&req, srv->path, resp, sizeof(resp), &len, &info)) {
     case RT_HS_UPGRADE:
-      upgrade(c, resp, len, (size_t)r);
-      return;
+      if (admit(c, &req, resp, sizeof(resp), &len) == 0) {
+        upgrade(c, resp, len, (size_t)r);
+        return;
+      }
+      break;
     case RT_HS_HEALTH: {
       char body[256];
       health_body(srv, body, sizeof(body));
@@ -388,6 +532,7 @@ static void remote_name(rt_conn_t *c) {
     }
   }
   snprintf(c->remote, sizeof(c->remote), "%s:%d", ip, port);
+  snprintf(c->ip, sizeof(c->ip), "%s", ip);
 }
 
 void rt_conn_on_accept(uv_stream_t *listener, int status) {
@@ -433,6 +578,55 @@ void rt_conn_sweep_deadlines(rt_server_t *srv) {
   uint64_t now = uv_now(srv->loop);
   expire(&srv->handshaking, now, "handshake");
   expire(&srv->closing, now, "close");
+  while (!rt_link_empty(&srv->authwait)) {
+    rt_conn_t *c = RT_CONTAINER_OF(srv->authwait.next, rt_conn_t, timer_link);
+    if (c->deadline_ms > now) break;
+    rt_conn_fail(c, RT_CLOSE_AUTH_TIMEOUT, "Authentication timeout");
+  }
+}
+
+rt_conn_t *rt_conn_find(rt_server_t *srv, uint64_t id) {
+  for (rt_link_t *l = srv->conns.next; l != &srv->conns; l = l->next) {
+    rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
+    if (c->peer.id == id && c->state == CONN_OPEN) return c;
+  }
+  return NULL;
+}
+
+void rt_conn_close_user(rt_server_t *srv, const char *user_id, uint16_t code, const char *reason) {
+  rt_link_t *l = srv->conns.next;
+  while (l != &srv->conns) {
+    rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
+    l = l->next;
+    if (c->state == CONN_OPEN && c->ident.user_id != NULL && user_id != NULL &&
+        strcmp(c->ident.user_id, user_id) == 0)
+      rt_conn_fail(c, code, reason);
+  }
+}
+
+/*
+ * Once a second: a client whose token has expired (past the leeway) is told
+ * with a token_expired push and closed (3005) when the grace runs out
+ * without a fresh auth. A walk over the open connections: tokens expire at
+ * arbitrary times, and a second's walk over even 10,000 connections costs
+ * microseconds, less than keeping an ordered structure up to date.
+ */
+void rt_conn_check_expiry(rt_server_t *srv) {
+  int64_t now = rt_wall_ms();
+  int64_t leeway_ms = (int64_t)srv->cfg.jwt_leeway_s * 1000;
+  rt_link_t *l = srv->conns.next;
+  while (l != &srv->conns) {
+    rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
+    l = l->next;
+    if (c->state != CONN_OPEN || !c->authenticated || c->ident.expires_at == 0) continue;
+    if (!c->expiry_pushed && now >= c->ident.expires_at * 1000 + leeway_ms) {
+      c->expiry_pushed = 1;
+      c->grace_deadline_ms = now + srv->cfg.token_grace_ms;
+      rt_conn_send(c, rt_proto_token_expired(srv->cfg.token_grace_ms));
+    } else if (c->expiry_pushed && now >= c->grace_deadline_ms) {
+      rt_conn_fail(c, RT_CLOSE_TOKEN_EXPIRED, "Token expired");
+    }
+  }
 }
 
 /*

@@ -20,41 +20,75 @@
 
 #define ORIGIN "cfg.json"
 
-/* Every key with its variable, as the brief names them; the table must match exactly. */
+/* What a key holds, for tests that treat every key of one kind alike. */
+typedef enum { NUM, STR, BOOL, LIST, KEYS } key_kind_t;
+
+/*
+ * Every key with its variable (NULL: file only) and kind, as the briefs name
+ * them; the table must match exactly, in order.
+ */
 static const struct {
   const char *key;
   const char *env;
+  key_kind_t kind;
 } known_keys[] = {
-    {"port", "REALTIME_PORT"},
-    {"host", "REALTIME_HOST"},
-    {"path", "REALTIME_PATH"},
-    {"pingInterval", "REALTIME_PING_INTERVAL"},
-    {"presenceTimeout", "REALTIME_PRESENCE_TIMEOUT"},
-    {"requireAuth", "REALTIME_REQUIRE_AUTH"},
-    {"jwtSecret", "REALTIME_JWT_SECRET"},
-    {"rateLimit.maxConnections", "REALTIME_RATE_LIMIT_MAX_CONNECTIONS"},
-    {"rateLimit.maxMessagesPerMinute", "REALTIME_RATE_LIMIT_MAX_MESSAGES_PER_MINUTE"},
-    {"rateLimit.windowMs", "REALTIME_RATE_LIMIT_WINDOW_MS"},
-    {"maxMessageSize", "REALTIME_MAX_MESSAGE_SIZE"},
-    {"maxPublishSize", "REALTIME_MAX_PUBLISH_SIZE"},
-    {"maxSubscriptions", "REALTIME_MAX_SUBSCRIPTIONS"},
-    {"maxQueuedBytes", "REALTIME_MAX_QUEUED_BYTES"},
-    {"maxHeaderSize", "REALTIME_MAX_HEADER_SIZE"},
-    {"handshakeTimeout", "REALTIME_HANDSHAKE_TIMEOUT"},
-    {"shutdownTimeout", "REALTIME_SHUTDOWN_TIMEOUT"},
-    {"maxJsonDepth", "REALTIME_MAX_JSON_DEPTH"},
+    {"port", "REALTIME_PORT", NUM},
+    {"host", "REALTIME_HOST", STR},
+    {"path", "REALTIME_PATH", STR},
+    {"pingInterval", "REALTIME_PING_INTERVAL", NUM},
+    {"presenceTimeout", "REALTIME_PRESENCE_TIMEOUT", NUM},
+    {"requireAuth", "REALTIME_REQUIRE_AUTH", BOOL},
+    {"jwtSecret", "REALTIME_JWT_SECRET", STR},
+    {"jwtPublicKeyFile", "REALTIME_JWT_PUBLIC_KEY_FILE", STR},
+    {"jwtAlgorithms", "REALTIME_JWT_ALGORITHMS", LIST},
+    {"jwtLeeway", "REALTIME_JWT_LEEWAY", NUM},
+    {"authTimeout", "REALTIME_AUTH_TIMEOUT", NUM},
+    {"tokenExpiryGrace", "REALTIME_TOKEN_EXPIRY_GRACE", NUM},
+    {"apiKeys", NULL, KEYS},
+    {"rateLimit.maxConnections", "REALTIME_RATE_LIMIT_MAX_CONNECTIONS", NUM},
+    {"rateLimit.maxMessagesPerMinute", "REALTIME_RATE_LIMIT_MAX_MESSAGES_PER_MINUTE", NUM},
+    {"rateLimit.windowMs", "REALTIME_RATE_LIMIT_WINDOW_MS", NUM},
+    {"rateLimit.subscribe", "REALTIME_RATE_LIMIT_SUBSCRIBE", NUM},
+    {"rateLimit.publish", "REALTIME_RATE_LIMIT_PUBLISH", NUM},
+    {"rateLimit.presence", "REALTIME_RATE_LIMIT_PRESENCE", NUM},
+    {"rateLimit.query", "REALTIME_RATE_LIMIT_QUERY", NUM},
+    {"rateLimit.disconnectAfter", "REALTIME_RATE_LIMIT_DISCONNECT_AFTER", NUM},
+    {"maxMessageSize", "REALTIME_MAX_MESSAGE_SIZE", NUM},
+    {"maxPublishSize", "REALTIME_MAX_PUBLISH_SIZE", NUM},
+    {"maxSubscriptions", "REALTIME_MAX_SUBSCRIPTIONS", NUM},
+    {"maxQueuedBytes", "REALTIME_MAX_QUEUED_BYTES", NUM},
+    {"maxHeaderSize", "REALTIME_MAX_HEADER_SIZE", NUM},
+    {"handshakeTimeout", "REALTIME_HANDSHAKE_TIMEOUT", NUM},
+    {"shutdownTimeout", "REALTIME_SHUTDOWN_TIMEOUT", NUM},
+    {"maxJsonDepth", "REALTIME_MAX_JSON_DEPTH", NUM},
+    {"validation.xss", "REALTIME_VALIDATION_XSS", BOOL},
 };
 #define KNOWN_COUNT (sizeof(known_keys) / sizeof(known_keys[0]))
+
+/* Secret texts of the fixtures; no message may ever contain them. */
+#define SECRET "s3cret"
+#define KEY_A "KEYA-7f3e9c1d"
+#define KEY_B "KEYB-0b5a2e44"
 
 static const char full_json[] =
     "{\n"
     "  \"port\": 9001, \"host\": \"127.0.0.1\", \"path\": \"/realtime\",\n"
     "  \"pingInterval\": 1500, \"presenceTimeout\": 2500,\n"
-    "  \"requireAuth\": true, \"jwtSecret\": \"s3cret\",\n"
-    "  \"rateLimit\": {\"maxConnections\": 10, \"maxMessagesPerMinute\": 60, \"windowMs\": 30000},\n"
+    "  \"requireAuth\": true, \"jwtSecret\": \"" SECRET "\",\n"
+    "  \"jwtPublicKeyFile\": \"/etc/realtime/jwt.pem\",\n"
+    "  \"jwtAlgorithms\": [\"RS256\", \"HS256\"],\n"
+    "  \"jwtLeeway\": 5, \"authTimeout\": 4000, \"tokenExpiryGrace\": 7000,\n"
+    "  \"apiKeys\": [\n"
+    "    {\"key\": \"" KEY_A "\", \"name\": \"ingest\",\n"
+    "     \"permissions\": [\"write:metrics:*\", \"read:*\"]},\n"
+    "    {\"name\": \"ops\", \"permissions\": [], \"key\": \"" KEY_B "\"}\n"
+    "  ],\n"
+    "  \"rateLimit\": {\"maxConnections\": 10, \"maxMessagesPerMinute\": 60, \"windowMs\": 30000,\n"
+    "                \"subscribe\": 11, \"publish\": 12, \"presence\": 13, \"query\": 14,\n"
+    "                \"disconnectAfter\": 3},\n"
     "  \"maxMessageSize\": 2097152, \"maxPublishSize\": 1048576, \"maxSubscriptions\": 50,\n"
     "  \"maxQueuedBytes\": 8388608, \"maxHeaderSize\": 16384, \"handshakeTimeout\": 3000,\n"
-    "  \"shutdownTimeout\": 0, \"maxJsonDepth\": 16\n"
+    "  \"shutdownTimeout\": 0, \"maxJsonDepth\": 16, \"validation\": {\"xss\": false}\n"
     "}\n";
 
 static void assert_contains(const char *haystack, const char *needle) {
@@ -70,9 +104,21 @@ static void assert_config_same(const rt_config_t *a, const rt_config_t *b) {
   assert_int_equal(a->presence_timeout_ms, b->presence_timeout_ms);
   assert_int_equal(a->require_auth, b->require_auth);
   assert_ptr_equal(a->jwt_secret, b->jwt_secret);
+  assert_ptr_equal(a->jwt_public_key_file, b->jwt_public_key_file);
+  assert_ptr_equal(a->jwt_algorithms, b->jwt_algorithms);
+  assert_int_equal(a->jwt_leeway_s, b->jwt_leeway_s);
+  assert_int_equal(a->auth_timeout_ms, b->auth_timeout_ms);
+  assert_int_equal(a->token_grace_ms, b->token_grace_ms);
+  assert_ptr_equal(a->api_keys, b->api_keys);
+  assert_int_equal(a->api_key_count, b->api_key_count);
   assert_int_equal(a->rate_limit.max_connections, b->rate_limit.max_connections);
   assert_int_equal(a->rate_limit.max_messages_per_minute, b->rate_limit.max_messages_per_minute);
   assert_int_equal(a->rate_limit.window_ms, b->rate_limit.window_ms);
+  assert_int_equal(a->rate_limit.subscribe, b->rate_limit.subscribe);
+  assert_int_equal(a->rate_limit.publish, b->rate_limit.publish);
+  assert_int_equal(a->rate_limit.presence, b->rate_limit.presence);
+  assert_int_equal(a->rate_limit.query, b->rate_limit.query);
+  assert_int_equal(a->rate_limit.disconnect_after, b->rate_limit.disconnect_after);
   assert_int_equal(a->max_message_size, b->max_message_size);
   assert_int_equal(a->max_publish_size, b->max_publish_size);
   assert_int_equal(a->max_subscriptions, b->max_subscriptions);
@@ -81,7 +127,23 @@ static void assert_config_same(const rt_config_t *a, const rt_config_t *b) {
   assert_int_equal(a->handshake_timeout_ms, b->handshake_timeout_ms);
   assert_int_equal(a->shutdown_timeout_ms, b->shutdown_timeout_ms);
   assert_int_equal(a->max_json_depth, b->max_json_depth);
+  assert_int_equal(a->validate_xss, b->validate_xss);
   assert_ptr_equal(a->loop, b->loop);
+}
+
+/* The two API keys of full_json. */
+static void assert_full_api_keys(const rt_config_t *cfg) {
+  assert_int_equal(cfg->api_key_count, 2);
+  assert_non_null(cfg->api_keys);
+  assert_string_equal(cfg->api_keys[0].key, KEY_A);
+  assert_string_equal(cfg->api_keys[0].name, "ingest");
+  assert_int_equal(cfg->api_keys[0].permission_count, 2);
+  assert_string_equal(cfg->api_keys[0].permissions[0], "write:metrics:*");
+  assert_string_equal(cfg->api_keys[0].permissions[1], "read:*");
+  assert_string_equal(cfg->api_keys[1].key, KEY_B);
+  assert_string_equal(cfg->api_keys[1].name, "ops");
+  assert_int_equal(cfg->api_keys[1].permission_count, 0);
+  assert_null(cfg->api_keys[1].permissions);
 }
 
 static void assert_full_config(const rt_config_t *cfg) {
@@ -91,10 +153,20 @@ static void assert_full_config(const rt_config_t *cfg) {
   assert_int_equal(cfg->ping_interval_ms, 1500);
   assert_int_equal(cfg->presence_timeout_ms, 2500);
   assert_int_equal(cfg->require_auth, 1);
-  assert_string_equal(cfg->jwt_secret, "s3cret");
+  assert_string_equal(cfg->jwt_secret, SECRET);
+  assert_string_equal(cfg->jwt_public_key_file, "/etc/realtime/jwt.pem");
+  assert_string_equal(cfg->jwt_algorithms, "HS256,RS256");
+  assert_int_equal(cfg->jwt_leeway_s, 5);
+  assert_int_equal(cfg->auth_timeout_ms, 4000);
+  assert_int_equal(cfg->token_grace_ms, 7000);
   assert_int_equal(cfg->rate_limit.max_connections, 10);
   assert_int_equal(cfg->rate_limit.max_messages_per_minute, 60);
   assert_int_equal(cfg->rate_limit.window_ms, 30000);
+  assert_int_equal(cfg->rate_limit.subscribe, 11);
+  assert_int_equal(cfg->rate_limit.publish, 12);
+  assert_int_equal(cfg->rate_limit.presence, 13);
+  assert_int_equal(cfg->rate_limit.query, 14);
+  assert_int_equal(cfg->rate_limit.disconnect_after, 3);
   assert_int_equal(cfg->max_message_size, 2097152);
   assert_int_equal(cfg->max_publish_size, 1048576);
   assert_int_equal(cfg->max_subscriptions, 50);
@@ -103,6 +175,15 @@ static void assert_full_config(const rt_config_t *cfg) {
   assert_int_equal(cfg->handshake_timeout_ms, 3000);
   assert_int_equal(cfg->shutdown_timeout_ms, 0);
   assert_int_equal(cfg->max_json_depth, 16);
+  assert_int_equal(cfg->validate_xss, 0);
+}
+
+/* No message may carry a secret of the fixtures (jwtSecret, API keys). */
+static void assert_no_secret(const char *msg) {
+  static const char *const secrets[] = {SECRET, KEY_A, KEY_B, "7f3e9c1d", "sk_live"};
+  for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+    if (strstr(msg, secrets[i]) != NULL) fail_msg("\"%s\" reveals \"%s\"", msg, secrets[i]);
+  }
 }
 
 static int load(rt_config_store_t *store, rt_config_t *cfg, const char *json, rt_errbuf_t *err) {
@@ -123,6 +204,7 @@ static void expect_json_error(const char *json, int code, const char *msg) {
   int rc = load(&store, &cfg, json, &err);
   if (rc != code) fail_msg("%s: got %s (%s), want %s", json, rt_err_name(rc), err.msg, rt_err_name(code));
   assert_string_equal(err.msg, msg);
+  assert_no_secret(err.msg);
   assert_config_same(&cfg, &before);
   assert_null(store.host);
   rt_config_store_destroy(&store);
@@ -149,9 +231,21 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.presence_timeout_ms, 60000);
   assert_int_equal(cfg.require_auth, 0);
   assert_null(cfg.jwt_secret);
+  assert_null(cfg.jwt_public_key_file);
+  assert_null(cfg.jwt_algorithms);
+  assert_int_equal(cfg.jwt_leeway_s, 30);
+  assert_int_equal(cfg.auth_timeout_ms, 10000);
+  assert_int_equal(cfg.token_grace_ms, 30000);
+  assert_null(cfg.api_keys);
+  assert_int_equal(cfg.api_key_count, 0);
   assert_int_equal(cfg.rate_limit.max_connections, 0);
   assert_int_equal(cfg.rate_limit.max_messages_per_minute, 0);
   assert_int_equal(cfg.rate_limit.window_ms, 60000);
+  assert_int_equal(cfg.rate_limit.subscribe, 0);
+  assert_int_equal(cfg.rate_limit.publish, 0);
+  assert_int_equal(cfg.rate_limit.presence, 0);
+  assert_int_equal(cfg.rate_limit.query, 0);
+  assert_int_equal(cfg.rate_limit.disconnect_after, 2);
   assert_int_equal(cfg.max_message_size, 1024 * 1024);
   assert_int_equal(cfg.max_publish_size, 512 * 1024);
   assert_int_equal(cfg.max_subscriptions, 1024);
@@ -160,6 +254,7 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.handshake_timeout_ms, 10000);
   assert_int_equal(cfg.shutdown_timeout_ms, 5000);
   assert_int_equal(cfg.max_json_depth, 64);
+  assert_int_equal(cfg.validate_xss, 1);
   assert_null(cfg.loop);
   rt_errbuf_t err = {""};
   assert_int_equal(rt_config_validate(&cfg, &err), 0);
@@ -172,10 +267,16 @@ static void test_key_table_matches_env_names(void **state) {
   for (size_t i = 0; i < KNOWN_COUNT; i++) {
     char name[128];
     assert_string_equal(rt_config_key(i), known_keys[i].key);
+    if (known_keys[i].env == NULL) {
+      assert_int_equal(rt_config_env_name(known_keys[i].key, name, sizeof(name)), RT_ENOENT);
+      continue;
+    }
     assert_int_equal(rt_config_env_name(known_keys[i].key, name, sizeof(name)), 0);
     assert_string_equal(name, known_keys[i].env);
     assert_string_equal(rt_config_key_for_env(known_keys[i].env), known_keys[i].key);
   }
+  assert_null(rt_config_key_for_env("REALTIME_API_KEYS"));
+  assert_null(rt_config_key_for_env("REALTIME_VALIDATION"));
   char small[8];
   assert_int_equal(rt_config_env_name("port", small, sizeof(small)), RT_EINVAL);
   assert_int_equal(rt_config_env_name("prot", small, sizeof(small)), RT_ENOENT);
@@ -193,9 +294,13 @@ static void test_every_key_parsed(void **state) {
   rt_config_init(&cfg);
   assert_int_equal(load(&store, &cfg, full_json, &err), 0);
   assert_full_config(&cfg);
+  assert_full_api_keys(&cfg);
   assert_ptr_equal(cfg.host, store.host);
   assert_ptr_equal(cfg.path, store.path);
   assert_ptr_equal(cfg.jwt_secret, store.jwt_secret);
+  assert_ptr_equal(cfg.jwt_public_key_file, store.jwt_public_key_file);
+  assert_ptr_equal(cfg.jwt_algorithms, store.jwt_algorithms);
+  assert_ptr_equal(cfg.api_keys, store.api_key_block);
   assert_int_equal(rt_config_validate(&cfg, &err), 0);
   rt_config_store_destroy(&store);
 }
@@ -216,10 +321,11 @@ static void test_partial_file_keeps_defaults(void **state) {
   rt_config_store_destroy(&store);
 }
 
+/* An object fits no key (groups are not keys), so each must refuse one, naming itself. */
 static void test_every_key_rejects_wrong_type(void **state) {
   for (size_t i = 0; i < KNOWN_COUNT; i++) {
     char json[160], want[160];
-    json_for_key(known_keys[i].key, "[1]", json, sizeof(json));
+    json_for_key(known_keys[i].key, "{\"a\": 1}", json, sizeof(json));
     snprintf(want, sizeof(want), ORIGIN ": \"%s\" must be ", known_keys[i].key);
     rt_config_store_t store;
     rt_config_t cfg, before;
@@ -229,7 +335,7 @@ static void test_every_key_rejects_wrong_type(void **state) {
     before = cfg;
     assert_int_equal(load(&store, &cfg, json, &err), RT_ECONFIG);
     assert_contains(err.msg, want);
-    assert_contains(err.msg, "(got an array)");
+    assert_contains(err.msg, "(got an object)");
     assert_config_same(&cfg, &before);
     rt_config_store_destroy(&store);
   }
@@ -238,10 +344,7 @@ static void test_every_key_rejects_wrong_type(void **state) {
 static void test_every_number_rejects_out_of_range(void **state) {
   for (size_t i = 0; i < KNOWN_COUNT; i++) {
     const char *key = known_keys[i].key;
-    if (!strcmp(key, "host") || !strcmp(key, "path") || !strcmp(key, "jwtSecret") ||
-        !strcmp(key, "requireAuth")) {
-      continue;
-    }
+    if (known_keys[i].kind != NUM) continue;
     char json[160], want[160];
     json_for_key(key, "99999999999", json, sizeof(json));
     snprintf(want, sizeof(want), ORIGIN ": \"%s\" must be an integer ", key);
@@ -342,18 +445,28 @@ static void expect_syntax_error(const char *json, int line, int column, const ch
   snprintf(want, sizeof(want), ORIGIN ": invalid JSON at line %d, column %d: ", line, column);
   if (strncmp(err.msg, want, strlen(want)) != 0) fail_msg("\"%s\" lacks \"%s\"", err.msg, want);
   assert_contains(err.msg, needle);
+  assert_null(strstr(err.msg, " near '"));
+  assert_no_secret(err.msg);
   assert_config_same(&cfg, &before);
   rt_config_store_destroy(&store);
 }
 
+/*
+ * jansson's " near '<token>'" tail is cut, since the token can be part of a
+ * secret; the line and column remain.
+ */
 static void test_json_syntax_errors(void **state) {
-  expect_syntax_error("{\n  \"port\": 80,\n}", 3, 1, "expected near '}'");
-  expect_syntax_error("{\n\"host\": tru }", 2, 11, "invalid token near 'tru'");
+  expect_syntax_error("{\n  \"port\": 80,\n}", 3, 1, "string or '}' expected");
+  expect_syntax_error("{\n\"host\": tru }", 2, 11, "invalid token");
   expect_syntax_error("", 1, 0, "expected near end of file");
-  expect_syntax_error("{} x", 1, 4, "end of file expected near 'x'");
+  expect_syntax_error("{} x", 1, 4, "end of file expected");
   expect_syntax_error("{\"port\": 1, \"port\": 2}", 1, 18, "duplicate object key");
   expect_syntax_error("{\"port\": 99999999999999999999}", 1, 29, "too big integer");
   expect_syntax_error("{\"host\": \"a\\u0000b\"}", 1, 19, "\\u0000 is not allowed");
+  expect_syntax_error("{\"jwtSecret\": " SECRET "}", 1, 15, "invalid token");
+  expect_syntax_error("{\"jwtSecret\": \"" SECRET "\n\"}", 1, 21, "unexpected newline");
+  expect_syntax_error("{\"apiKeys\": [{\"key\": \"" KEY_A, 1, 35, "premature end of input");
+  expect_syntax_error("{\"apiKeys\": [{\"key\": " KEY_A "}]}", 1, 25, "invalid token");
   expect_json_error("[1, 2]", RT_ECONFIG, ORIGIN ": the top level must be a JSON object");
 }
 
@@ -368,10 +481,21 @@ static void test_env_every_variable(void **state) {
       "REALTIME_PING_INTERVAL=1500",
       "REALTIME_PRESENCE_TIMEOUT=2500",
       "REALTIME_REQUIRE_AUTH=true",
-      "REALTIME_JWT_SECRET=s3cret",
+      "REALTIME_JWT_SECRET=" SECRET,
+      "REALTIME_JWT_PUBLIC_KEY_FILE=/etc/realtime/jwt.pem",
+      "REALTIME_JWT_ALGORITHMS=RS256, HS256,RS256",
+      "REALTIME_JWT_LEEWAY=5",
+      "REALTIME_AUTH_TIMEOUT=4000",
+      "REALTIME_TOKEN_EXPIRY_GRACE=7000",
+      "REALTIME_API_KEYS=[{\"key\": \"" KEY_A "\"}]",
       "REALTIME_RATE_LIMIT_MAX_CONNECTIONS=10",
       "REALTIME_RATE_LIMIT_MAX_MESSAGES_PER_MINUTE=60",
       "REALTIME_RATE_LIMIT_WINDOW_MS=30000",
+      "REALTIME_RATE_LIMIT_SUBSCRIBE=11",
+      "REALTIME_RATE_LIMIT_PUBLISH=12",
+      "REALTIME_RATE_LIMIT_PRESENCE=13",
+      "REALTIME_RATE_LIMIT_QUERY=14",
+      "REALTIME_RATE_LIMIT_DISCONNECT_AFTER=3",
       "REALTIME_MAX_MESSAGE_SIZE=2097152",
       "REALTIME_MAX_PUBLISH_SIZE=1048576",
       "REALTIME_MAX_SUBSCRIPTIONS=50",
@@ -380,6 +504,7 @@ static void test_env_every_variable(void **state) {
       "REALTIME_HANDSHAKE_TIMEOUT=3000",
       "REALTIME_SHUTDOWN_TIMEOUT=0",
       "REALTIME_MAX_JSON_DEPTH=16",
+      "REALTIME_VALIDATION_XSS=false",
       NULL,
   };
   rt_config_store_t store;
@@ -389,6 +514,9 @@ static void test_env_every_variable(void **state) {
   rt_config_init(&cfg);
   assert_int_equal(rt_config_apply_env(&store, &cfg, env, &err), 0);
   assert_full_config(&cfg);
+  assert_null(cfg.api_keys); /* REALTIME_API_KEYS is no variable: apiKeys is file only */
+  assert_int_equal(cfg.api_key_count, 0);
+  assert_null(store.api_key_block);
   rt_config_store_destroy(&store);
 }
 
@@ -449,6 +577,20 @@ static void test_env_errors_name_the_variable(void **state) {
   expect_env_error("REALTIME_PING_INTERVAL=123456789012345678901234567890123456789",
                    "REALTIME_PING_INTERVAL must be an integer 0-86400000 "
                    "(got \"12345678901234567890123456789012...\")");
+  expect_env_error("REALTIME_JWT_LEEWAY=3601",
+                   "REALTIME_JWT_LEEWAY must be an integer 0-3600 (got \"3601\")");
+  expect_env_error("REALTIME_AUTH_TIMEOUT=0",
+                   "REALTIME_AUTH_TIMEOUT must be an integer 1-86400000 (got \"0\")");
+  expect_env_error("REALTIME_TOKEN_EXPIRY_GRACE=86400001",
+                   "REALTIME_TOKEN_EXPIRY_GRACE must be an integer 0-86400000 (got \"86400001\")");
+  expect_env_error("REALTIME_RATE_LIMIT_DISCONNECT_AFTER=1001",
+                   "REALTIME_RATE_LIMIT_DISCONNECT_AFTER must be an integer 0-1000 (got \"1001\")");
+  expect_env_error("REALTIME_RATE_LIMIT_PUBLISH=-1",
+                   "REALTIME_RATE_LIMIT_PUBLISH must be an integer 0-4294967295 (got \"-1\")");
+  expect_env_error("REALTIME_VALIDATION_XSS=on",
+                   "REALTIME_VALIDATION_XSS must be true, false, 1 or 0 (got \"on\")");
+  expect_env_error("REALTIME_JWT_PUBLIC_KEY_FILE=",
+                   "REALTIME_JWT_PUBLIC_KEY_FILE must be a non-empty string (got \"\")");
 }
 
 static void test_env_absent_and_null(void **state) {
@@ -515,10 +657,14 @@ static void test_set_errors_name_the_source(void **state) {
   rt_config_store_destroy(&store);
 }
 
+#define NO_AUTH_KEY \
+  "\"jwtSecret\", \"jwtPublicKeyFile\" or \"apiKeys\" must be set when \"requireAuth\" is true"
+
 static void expect_invalid(const rt_config_t *cfg, const char *msg) {
   rt_errbuf_t err = {""};
   assert_int_equal(rt_config_validate(cfg, &err), RT_ECONFIG);
   assert_string_equal(err.msg, msg);
+  assert_no_secret(err.msg);
 }
 
 static void test_validate(void **state) {
@@ -526,9 +672,9 @@ static void test_validate(void **state) {
   rt_errbuf_t err = {""};
   rt_config_init(&cfg);
   cfg.require_auth = 1;
-  expect_invalid(&cfg, "\"jwtSecret\" must be set when \"requireAuth\" is true");
+  expect_invalid(&cfg, NO_AUTH_KEY);
   cfg.jwt_secret = "";
-  expect_invalid(&cfg, "\"jwtSecret\" must be set when \"requireAuth\" is true");
+  expect_invalid(&cfg, NO_AUTH_KEY);
   cfg.jwt_secret = "k";
   assert_int_equal(rt_config_validate(&cfg, &err), 0);
 
@@ -572,6 +718,15 @@ static void test_validate(void **state) {
   assert_int_equal(rt_config_validate(&cfg, &err), 0);
 }
 
+/* The set_keys bit of `key`: its index in the table. */
+static uint64_t bit_of(const char *key) {
+  for (size_t i = 0; rt_config_key(i) != NULL; i++) {
+    if (strcmp(rt_config_key(i), key) == 0) return (uint64_t)1 << i;
+  }
+  fail_msg("no key %s", key);
+  return 0;
+}
+
 /* Keys given by a successful loader are recorded; a failed one records nothing. */
 static void test_set_keys_recorded(void **state) {
   rt_config_store_t store;
@@ -581,12 +736,18 @@ static void test_set_keys_recorded(void **state) {
   rt_config_store_init(&store);
   rt_config_init(&cfg);
   assert_int_equal(load(&store, &cfg, "{\"port\": 1, \"rateLimit\": {\"windowMs\": 5}}", &err), 0);
-  assert_int_equal(store.set_keys, (1u << 0) | (1u << 9));
+  uint64_t want = bit_of("port") | bit_of("rateLimit.windowMs");
+  assert_int_equal(store.set_keys, want);
   assert_int_equal(load(&store, &cfg, "{\"host\": \"h\", \"port\": \"x\"}", &err), RT_ECONFIG);
-  assert_int_equal(store.set_keys, (1u << 0) | (1u << 9));
+  assert_int_equal(store.set_keys, want);
   assert_int_equal(rt_config_apply_env(&store, &cfg, env, &err), 0);
   assert_int_equal(rt_config_set(&store, &cfg, "requireAuth", "1", "--x", &err), 0);
-  assert_int_equal(store.set_keys, (1u << 0) | (1u << 9) | (1u << 6) | (1u << 5));
+  want |= bit_of("jwtSecret") | bit_of("requireAuth");
+  assert_int_equal(store.set_keys, want);
+  assert_int_equal(
+      load(&store, &cfg, "{\"apiKeys\": [], \"validation\": {\"xss\": true}}", &err), 0);
+  want |= bit_of("apiKeys") | bit_of("validation.xss");
+  assert_int_equal(store.set_keys, want);
   rt_config_store_destroy(&store);
   assert_int_equal(store.set_keys, 0);
 }
@@ -669,6 +830,476 @@ static void test_failed_load_keeps_previous_strings(void **state) {
   rt_config_store_destroy(&store);
 }
 
+/* Loads `json` onto defaults and expects `code`; on failure the message must hide the keys. */
+static void expect_load_code(const char *json, int code) {
+  rt_config_store_t store;
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  int rc = load(&store, &cfg, json, &err);
+  if (rc != code) {
+    fail_msg("%s: got %s (%s), want %s", json, rt_err_name(rc), err.msg, rt_err_name(code));
+  }
+  assert_no_secret(err.msg);
+  rt_config_store_destroy(&store);
+}
+/* ------------------------------------------------------- security keys */
+
+static void test_security_scalars(void **state) {
+  expect_json_error("{\"jwtLeeway\": 3601}", RT_ECONFIG,
+                    ORIGIN ": \"jwtLeeway\" must be an integer 0-3600 (got 3601)");
+  expect_json_error("{\"authTimeout\": 0}", RT_ECONFIG,
+                    ORIGIN ": \"authTimeout\" must be an integer 1-86400000 (got 0)");
+  expect_json_error("{\"tokenExpiryGrace\": -1}", RT_ECONFIG,
+                    ORIGIN ": \"tokenExpiryGrace\" must be an integer 0-86400000 (got -1)");
+  expect_json_error("{\"rateLimit\": {\"disconnectAfter\": 1001}}", RT_ECONFIG,
+                    ORIGIN ": \"rateLimit.disconnectAfter\" must be an integer 0-1000 (got 1001)");
+  expect_json_error("{\"rateLimit\": {\"query\": \"5\"}}", RT_ECONFIG,
+                    ORIGIN ": \"rateLimit.query\" must be an integer 0-4294967295 (got a string)");
+  expect_json_error("{\"validation\": {\"xss\": 0}}", RT_ECONFIG,
+                    ORIGIN ": \"validation.xss\" must be true or false (got 0)");
+  expect_json_error("{\"validation\": true}", RT_ECONFIG,
+                    ORIGIN ": \"validation\" must be an object (got true)");
+  expect_json_error("{\"validation\": {\"xs\": true}}", RT_ECONFIG,
+                    ORIGIN ": unknown key \"validation.xs\" (did you mean \"validation.xss\"?)");
+  expect_json_error("{\"validaton\": {}}", RT_ECONFIG,
+                    ORIGIN ": unknown key \"validaton\" (did you mean \"validation\"?)");
+  expect_json_error("{\"jwtPublicKeyFile\": \"\"}", RT_ECONFIG,
+                    ORIGIN ": \"jwtPublicKeyFile\" must be a non-empty string (got \"\")");
+  expect_json_error("{\"jwtPublicKeyFile\": 7}", RT_ECONFIG,
+                    ORIGIN ": \"jwtPublicKeyFile\" must be a string (got 7)");
+
+  rt_config_store_t store;
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  assert_int_equal(load(&store, &cfg,
+                        "{\"jwtLeeway\": 0, \"tokenExpiryGrace\": 0,"
+                        " \"validation\": {\"xss\": false},"
+                        " \"rateLimit\": {\"disconnectAfter\": 0, \"subscribe\": 4294967295}}",
+                        &err),
+                   0);
+  assert_int_equal(cfg.jwt_leeway_s, 0);
+  assert_int_equal(cfg.token_grace_ms, 0);
+  assert_int_equal(cfg.validate_xss, 0);
+  assert_int_equal(cfg.rate_limit.disconnect_after, 0);
+  assert_int_equal(cfg.rate_limit.subscribe, UINT32_MAX);
+  assert_int_equal(rt_config_set(&store, &cfg, "validation.xss", "true", "--x", &err), 0);
+  assert_int_equal(cfg.validate_xss, 1);
+  assert_int_equal(rt_config_set(&store, &cfg, "jwtLeeway", "3600", "--x", &err), 0);
+  assert_int_equal(cfg.jwt_leeway_s, 3600);
+  rt_config_store_destroy(&store);
+}
+
+/* Loads `json` and expects jwtAlgorithms normalised to `want`. */
+static void expect_algorithms(const char *json, const char *want) {
+  rt_config_store_t store;
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  if (load(&store, &cfg, json, &err) != 0) fail_msg("%s: %s", json, err.msg);
+  assert_string_equal(cfg.jwt_algorithms, want);
+  assert_ptr_equal(cfg.jwt_algorithms, store.jwt_algorithms);
+  rt_config_store_destroy(&store);
+}
+
+static void test_jwt_algorithms_file(void **state) {
+  expect_algorithms("{\"jwtAlgorithms\": [\"HS256\"]}", "HS256");
+  expect_algorithms("{\"jwtAlgorithms\": [\"ES256\", \"RS256\", \"HS512\", \"ES256\"]}",
+                    "HS512,RS256,ES256");
+  expect_algorithms("{\"jwtAlgorithms\": [\"ES256\", \"RS256\", \"HS512\", \"HS384\", \"HS256\"]}",
+                    "HS256,HS384,HS512,RS256,ES256");
+  expect_json_error("{\"jwtAlgorithms\": [\"HS256\", \"none\"]}", RT_ECONFIG,
+                    ORIGIN ": \"jwtAlgorithms[1]\" must be one of HS256, HS384, HS512, RS256, "
+                           "ES256 (got \"none\")");
+  expect_json_error("{\"jwtAlgorithms\": [\"rs256\"]}", RT_ECONFIG,
+                    ORIGIN ": \"jwtAlgorithms[0]\" must be one of HS256, HS384, HS512, RS256, "
+                           "ES256 (got \"rs256\")");
+  expect_json_error("{\"jwtAlgorithms\": [\"HS256 \"]}", RT_ECONFIG,
+                    ORIGIN ": \"jwtAlgorithms[0]\" must be one of HS256, HS384, HS512, RS256, "
+                           "ES256 (got \"HS256 \")");
+  expect_json_error("{\"jwtAlgorithms\": [256]}", RT_ECONFIG,
+                    ORIGIN ": \"jwtAlgorithms[0]\" must be one of HS256, HS384, HS512, RS256, "
+                           "ES256 (got 256)");
+  expect_json_error("{\"jwtAlgorithms\": []}", RT_ECONFIG,
+                    ORIGIN ": \"jwtAlgorithms\" must be a non-empty array of HS256, HS384, "
+                           "HS512, RS256, ES256 (got [])");
+  expect_json_error("{\"jwtAlgorithms\": \"HS256\"}", RT_ECONFIG,
+                    ORIGIN ": \"jwtAlgorithms\" must be a non-empty array of HS256, HS384, "
+                           "HS512, RS256, ES256 (got a string)");
+}
+
+static void test_jwt_algorithms_text(void **state) {
+  static const struct {
+    const char *text, *want;
+  } good[] = {
+      {"HS256", "HS256"},
+      {"RS256,HS256", "HS256,RS256"},
+      {" ES256 ,\tHS384 ", "HS384,ES256"},
+      {"HS512,HS512", "HS512"},
+  };
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    char var[64];
+    snprintf(var, sizeof(var), "REALTIME_JWT_ALGORITHMS=%s", good[i].text);
+    char *env[] = {var, NULL};
+    rt_config_store_t store;
+    rt_config_t cfg;
+    rt_errbuf_t err = {""};
+    rt_config_store_init(&store);
+    rt_config_init(&cfg);
+    assert_int_equal(rt_config_apply_env(&store, &cfg, env, &err), 0);
+    assert_string_equal(cfg.jwt_algorithms, good[i].want);
+    assert_int_equal(rt_config_set(&store, &cfg, "jwtAlgorithms", good[i].text, "--x", &err), 0);
+    assert_string_equal(cfg.jwt_algorithms, good[i].want);
+    rt_config_store_destroy(&store);
+  }
+  static const char *const bad[] = {"", ",", "HS256,", ",HS256", "HS256,,RS256", "none",
+                                    "HS256;RS256", "HS 256", "RS512", "hs256"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char var[64], want[256];
+    snprintf(var, sizeof(var), "REALTIME_JWT_ALGORITHMS=%s", bad[i]);
+    snprintf(want, sizeof(want),
+             "REALTIME_JWT_ALGORITHMS must be a comma-separated list of HS256, HS384, HS512, "
+             "RS256, ES256 (got \"%s\")",
+             bad[i]);
+    expect_env_error(var, want);
+  }
+}
+
+/* API keys: strings live in the store's one block, independent of the JSON text. */
+static void test_api_keys_parsed(void **state) {
+  rt_config_store_t store;
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  char *text = rt_strdup(
+      "{\"apiKeys\": [{\"key\": \"" KEY_A "\", \"name\": \"a.b-c_d@e\", \"permissions\": "
+      "[\"*\", \"*:*\", \"query:raw\", \"read:user:{sub}:*\", \"write:metrics\"]}]}");
+  assert_int_equal(load(&store, &cfg, text, &err), 0);
+  memset(text, 'x', strlen(text));
+  rt_free(text);
+  assert_int_equal(cfg.api_key_count, 1);
+  assert_ptr_equal(cfg.api_keys, store.api_key_block);
+  assert_string_equal(cfg.api_keys[0].key, KEY_A);
+  assert_string_equal(cfg.api_keys[0].name, "a.b-c_d@e");
+  assert_int_equal(cfg.api_keys[0].permission_count, 5);
+  assert_string_equal(cfg.api_keys[0].permissions[0], "*");
+  assert_string_equal(cfg.api_keys[0].permissions[3], "read:user:{sub}:*");
+  assert_string_equal(cfg.api_keys[0].permissions[4], "write:metrics");
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+
+  /* A later file replaces the list; an empty one clears it. */
+  assert_int_equal(load(&store, &cfg, full_json, &err), 0);
+  assert_full_api_keys(&cfg);
+  assert_int_equal(load(&store, &cfg, "{\"apiKeys\": []}", &err), 0);
+  assert_null(cfg.api_keys);
+  assert_int_equal(cfg.api_key_count, 0);
+  assert_null(store.api_key_block);
+  rt_config_store_destroy(&store);
+}
+
+/* A failed load keeps the earlier keys valid and in place. */
+static void test_api_keys_failed_load_keeps_previous(void **state) {
+  rt_config_store_t store;
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  assert_int_equal(load(&store, &cfg, full_json, &err), 0);
+  const rt_api_key_config_t *first = cfg.api_keys;
+  assert_int_equal(load(&store, &cfg,
+                        "{\"apiKeys\": [{\"key\": \"k\", \"name\": \"n\", \"permissions\": []}],"
+                        " \"port\": -1}",
+                        &err),
+                   RT_ECONFIG);
+  assert_ptr_equal(cfg.api_keys, first);
+  assert_full_api_keys(&cfg);
+  rt_config_store_destroy(&store);
+}
+
+static void test_api_keys_errors(void **state) {
+  expect_json_error("{\"apiKeys\": {\"" KEY_A "\": {\"name\": \"a\"}}}", RT_ECONFIG,
+                    ORIGIN ": \"apiKeys\" must be an array of {\"key\", \"name\", \"permissions\"} "
+                           "objects (got an object)");
+  expect_json_error("{\"apiKeys\": \"" KEY_A "\"}", RT_ECONFIG,
+                    ORIGIN ": \"apiKeys\" must be an array of {\"key\", \"name\", \"permissions\"} "
+                           "objects (got a string)");
+  expect_json_error("{\"apiKeys\": [\"" KEY_A "\"]}", RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[0]\" must be an object with \"key\", \"name\" and "
+                           "\"permissions\" (got a string)");
+  expect_json_error("{\"apiKeys\": [{\"" KEY_A "\": {}}]}", RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[0]\" has an unknown member (allowed: \"key\", \"name\", "
+                           "\"permissions\")");
+  expect_json_error("{\"apiKeys\": [{\"name\": \"a\", \"permissions\": []}]}", RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[0].key\" is missing");
+  expect_json_error("{\"apiKeys\": [{\"key\": 7f3e9c1d, \"name\": \"a\"}]}", RT_EJSON,
+                    ORIGIN ": invalid JSON at line 1, column 23: '}' expected");
+  expect_json_error("{\"apiKeys\": [{\"key\": 73912345, \"name\": \"a\", \"permissions\": []}]}",
+                    RT_ECONFIG, ORIGIN ": \"apiKeys[0].key\" must be a string (got a number)");
+  expect_json_error("{\"apiKeys\": [{\"key\": \"" KEY_A "\", \"permissions\": []}]}", RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[0].name\" is missing");
+  expect_json_error("{\"apiKeys\": [{\"key\": \"" KEY_A "\", \"name\": 5, \"permissions\": []}]}",
+                    RT_ECONFIG, ORIGIN ": \"apiKeys[0].name\" must be a string (got 5)");
+  expect_json_error("{\"apiKeys\": [{\"key\": \"" KEY_A "\", \"name\": \"a\"}]}", RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[0].permissions\" is missing");
+  expect_json_error(
+      "{\"apiKeys\": [{\"key\": \"" KEY_A "\", \"name\": \"a\", \"permissions\": \"read:*\"}]}",
+      RT_ECONFIG,
+      ORIGIN ": \"apiKeys[0].permissions\" must be an array of strings (got \"read:*\")");
+  expect_json_error("{\"apiKeys\": [{\"key\": \"k0\", \"name\": \"a\", \"permissions\": []},"
+                    " {\"key\": \"" KEY_A "\", \"name\": \"b\","
+                    " \"permissions\": [\"read:*\", 3]}]}",
+                    RT_ECONFIG, ORIGIN ": \"apiKeys[1].permissions[1]\" must be a string (got 3)");
+  expect_json_error("{\"apiKeys\": [{\"key\": \"k0\", \"name\": \"a\", \"permissions\": []},"
+                    " {\"key\": \"" KEY_A "\", \"name\": \"b\", \"permissions\": [\"admin\"]}]}",
+                    RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[1].permissions[0]\" must be \"*\", \"query:raw\", "
+                           "\"read:<pattern>\" or \"write:<pattern>\" (got \"admin\")");
+  expect_json_error("{\"apiKeys\": [{\"key\": \"" KEY_A "\", \"name\": \"a\", \"permissions\":"
+                    " [\"read:*\", \"write:\", \"read:a b\"]}]}",
+                    RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[0].permissions[1]\" must be \"*\", \"query:raw\", "
+                           "\"read:<pattern>\" or \"write:<pattern>\" (got \"write:\")");
+  expect_json_error("{\"apiKeys\": [{\"key\": \"" KEY_A "\", \"name\": \"a\", \"permissions\":"
+                    " [\"query:*\"]}]}",
+                    RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[0].permissions[0]\" must be \"*\", \"query:raw\", "
+                           "\"read:<pattern>\" or \"write:<pattern>\" (got \"query:*\")");
+}
+
+/* Key and name rules, duplicates; the key text never shows, whatever is wrong with it. */
+static void test_api_keys_key_and_name_rules(void **state) {
+  expect_json_error("{\"apiKeys\": [{\"key\": \"\", \"name\": \"a\", \"permissions\": []}]}",
+                    RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[0].key\" must be a non-empty string of visible ASCII "
+                           "characters without spaces");
+  expect_json_error("{\"apiKeys\": [{\"key\": \"sk_live 1\", \"name\": \"a\","
+                    " \"permissions\": []}]}",
+                    RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[0].key\" must be a non-empty string of visible ASCII "
+                           "characters without spaces");
+  expect_json_error("{\"apiKeys\": [{\"key\": \"sk_live\\u00e9\", \"name\": \"a\","
+                    " \"permissions\": []}]}",
+                    RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[0].key\" must be a non-empty string of visible ASCII "
+                           "characters without spaces");
+  expect_json_error("{\"apiKeys\": ["
+                    "{\"key\": \"" KEY_A "\", \"name\": \"a\", \"permissions\": []},"
+                    "{\"key\": \"" KEY_B "\", \"name\": \"b\", \"permissions\": []},"
+                    "{\"key\": \"" KEY_A "\", \"name\": \"c\", \"permissions\": []}]}",
+                    RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[2].key\" is the same key as \"apiKeys[0].key\"");
+  expect_json_error("{\"apiKeys\": [{\"key\": \"" KEY_A "\", \"name\": \"\","
+                    " \"permissions\": []}]}",
+                    RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[0].name\" must be 1-128 characters of A-Z a-z 0-9 _ - . @ "
+                           "(got \"\")");
+  expect_json_error(
+      "{\"apiKeys\": [{\"key\": \"" KEY_A "\", \"name\": \"team:ops\", \"permissions\": []}]}",
+      RT_ECONFIG,
+      ORIGIN ": \"apiKeys[0].name\" must be 1-128 characters of A-Z a-z 0-9 _ - . @ "
+             "(got \"team:ops\")");
+  char name[140], json[400];
+  memset(name, 'n', 128);
+  name[128] = '\0';
+  snprintf(json, sizeof(json),
+           "{\"apiKeys\": [{\"key\": \"" KEY_A "\", \"name\": \"%s\", \"permissions\": []}]}",
+           name);
+  expect_load_code(json, 0);
+  strcat(name, "n");
+  snprintf(json, sizeof(json),
+           "{\"apiKeys\": [{\"key\": \"" KEY_A "\", \"name\": \"%s\", \"permissions\": []}]}",
+           name);
+  expect_load_code(json, RT_ECONFIG);
+  /* The repeat reported is the first one in the list, named with the entry it repeats. */
+  expect_json_error("{\"apiKeys\": ["
+                    "{\"key\": \"" KEY_A "\", \"name\": \"a\", \"permissions\": []},"
+                    "{\"key\": \"" KEY_B "\", \"name\": \"b\", \"permissions\": []},"
+                    "{\"key\": \"" KEY_B "\", \"name\": \"c\", \"permissions\": []},"
+                    "{\"key\": \"" KEY_A "\", \"name\": \"d\", \"permissions\": []},"
+                    "{\"key\": \"" KEY_B "\", \"name\": \"e\", \"permissions\": []}]}",
+                    RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[2].key\" is the same key as \"apiKeys[1].key\"");
+  /* Each entry's own rules come first, then repeats across the list. */
+  expect_json_error("{\"apiKeys\": ["
+                    "{\"key\": \"" KEY_A "\", \"name\": \"a\", \"permissions\": []},"
+                    "{\"key\": \"" KEY_A "\", \"name\": \"b\", \"permissions\": []},"
+                    "{\"key\": \"" KEY_B "\", \"name\": \"c\", \"permissions\": [\"x\"]}]}",
+                    RT_ECONFIG,
+                    ORIGIN ": \"apiKeys[2].permissions[0]\" must be \"*\", \"query:raw\", "
+                           "\"read:<pattern>\" or \"write:<pattern>\" (got \"x\")");
+  /* Same name twice is fine: only keys must differ. */
+  expect_load_code("{\"apiKeys\": ["
+                              "{\"key\": \"" KEY_A "\", \"name\": \"a\", \"permissions\": []},"
+                              "{\"key\": \"" KEY_B "\", \"name\": \"a\", \"permissions\": []}]}",
+                              0);
+}
+
+/* apiKeys comes from the file only: flags are refused, the variable is no variable. */
+static void test_api_keys_file_only(void **state) {
+  rt_config_store_t store;
+  rt_config_t cfg, before;
+  rt_errbuf_t err = {""};
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  before = cfg;
+  assert_int_equal(rt_config_set(&store, &cfg, "apiKeys", KEY_A, "--set", &err), RT_ECONFIG);
+  assert_string_equal(err.msg, "--set: \"apiKeys\" can only be set in the config file");
+  assert_config_same(&cfg, &before);
+  char *env[] = {"REALTIME_API_KEYS=" KEY_A, NULL};
+  assert_int_equal(rt_config_apply_env(&store, &cfg, env, &err), 0);
+  assert_config_same(&cfg, &before);
+  rt_config_store_destroy(&store);
+}
+
+/* A mistyped secret is described by its type only, never by its value. */
+static void test_secrets_never_in_messages(void **state) {
+  expect_json_error("{\"jwtSecret\": 7391234}", RT_ECONFIG,
+                    ORIGIN ": \"jwtSecret\" must be a string (got a number)");
+  expect_json_error("{\"jwtSecret\": [\"" SECRET "\"]}", RT_ECONFIG,
+                    ORIGIN ": \"jwtSecret\" must be a string (got an array)");
+  expect_json_error("{\"jwtSecret\": true}", RT_ECONFIG,
+                    ORIGIN ": \"jwtSecret\" must be a string (got a boolean)");
+  rt_config_store_t store;
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  assert_int_equal(rt_config_set(&store, &cfg, "jwtSecret", "", "--x", &err), 0);
+  assert_string_equal(cfg.jwt_secret, "");
+  cfg.require_auth = 1;
+  expect_invalid(&cfg, NO_AUTH_KEY);
+  rt_config_store_destroy(&store);
+}
+
+/* requireAuth is satisfied by any one kind of credential; algorithms need their key kind. */
+static void test_validate_auth_relations(void **state) {
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  const rt_api_key_config_t one = {KEY_A, "svc", NULL, 0};
+
+  rt_config_init(&cfg);
+  cfg.require_auth = 1;
+  cfg.jwt_public_key_file = "";
+  expect_invalid(&cfg, "\"jwtPublicKeyFile\" must be a non-empty string (got \"\")");
+  cfg.jwt_public_key_file = "/k.pem";
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+  cfg.jwt_public_key_file = NULL;
+  cfg.api_keys = &one;
+  cfg.api_key_count = 1;
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+  cfg.require_auth = 0;
+  cfg.api_keys = NULL;
+  cfg.api_key_count = 0;
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+
+  rt_config_init(&cfg);
+  cfg.jwt_algorithms = "HS256";
+  expect_invalid(&cfg, "\"jwtAlgorithms\" lists HS256, which needs \"jwtSecret\"");
+  cfg.jwt_secret = "k";
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+  cfg.jwt_algorithms = "HS384,ES256";
+  expect_invalid(&cfg, "\"jwtAlgorithms\" lists ES256, which needs \"jwtPublicKeyFile\"");
+  cfg.jwt_algorithms = "RS256";
+  expect_invalid(&cfg, "\"jwtAlgorithms\" lists RS256, which needs \"jwtPublicKeyFile\"");
+  cfg.jwt_public_key_file = "/k.pem";
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+  cfg.jwt_secret = NULL;
+  cfg.jwt_algorithms = "RS256,HS512";
+  expect_invalid(&cfg, "\"jwtAlgorithms\" lists HS512, which needs \"jwtSecret\"");
+  cfg.jwt_secret = "";
+  expect_invalid(&cfg, "\"jwtAlgorithms\" lists HS512, which needs \"jwtSecret\"");
+  cfg.jwt_algorithms = "RS256, ES256";
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+  cfg.jwt_algorithms = "RS256,es256";
+  expect_invalid(&cfg, "\"jwtAlgorithms\" must be a comma-separated list of HS256, HS384, HS512, "
+                       "RS256, ES256 (got \"RS256,es256\")");
+  cfg.jwt_algorithms = "RS256,none";
+  expect_invalid(&cfg, "\"jwtAlgorithms\" must be a comma-separated list of HS256, HS384, HS512, "
+                       "RS256, ES256 (got \"RS256,none\")");
+  cfg.jwt_algorithms = "";
+  expect_invalid(&cfg, "\"jwtAlgorithms\" must be a comma-separated list of HS256, HS384, HS512, "
+                       "RS256, ES256 (got \"\")");
+}
+
+/* The file's jwtAlgorithms and keys meet in validate, as realtimed runs it. */
+static void test_validate_loaded_auth(void **state) {
+  rt_config_store_t store;
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  assert_int_equal(
+      load(&store, &cfg, "{\"requireAuth\": true, \"jwtAlgorithms\": [\"ES256\"]}", &err), 0);
+  expect_invalid(&cfg, NO_AUTH_KEY);
+  assert_int_equal(load(&store, &cfg, "{\"jwtSecret\": \"" SECRET "\"}", &err), 0);
+  expect_invalid(&cfg, "\"jwtAlgorithms\" lists ES256, which needs \"jwtPublicKeyFile\"");
+  assert_int_equal(load(&store, &cfg, "{\"jwtPublicKeyFile\": \"/k.pem\"}", &err), 0);
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+  rt_config_store_destroy(&store);
+
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  assert_int_equal(load(&store, &cfg,
+                        "{\"requireAuth\": true, \"apiKeys\": [{\"key\": \"" KEY_A "\","
+                        " \"name\": \"svc\", \"permissions\": [\"read:*\"]}]}",
+                        &err),
+                   0);
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+  rt_config_store_destroy(&store);
+}
+
+/* Keys built in C code get the file's rules, named without an origin. */
+static void test_validate_api_keys_in_code(void **state) {
+  const char *const good[] = {"read:*", "write:chat:{sub}"};
+  const char *const bad[] = {"read:*", "delete:*"};
+  const char *const null_perm[] = {NULL};
+  rt_api_key_config_t keys[2] = {{KEY_A, "a", good, 2}, {KEY_B, "b", NULL, 0}};
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  rt_config_init(&cfg);
+  cfg.api_keys = keys;
+  cfg.api_key_count = 2;
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+
+  keys[1].key = KEY_A;
+  expect_invalid(&cfg, "\"apiKeys[1].key\" is the same key as \"apiKeys[0].key\"");
+  rt_alloc_fail_after(0);
+  assert_int_equal(rt_config_validate(&cfg, &err), RT_ENOMEM);
+  rt_alloc_fail_after(-1);
+  assert_string_equal(err.msg, "\"apiKeys\": out of memory");
+  keys[1].key = NULL;
+  expect_invalid(&cfg, "\"apiKeys[1].key\" must be a non-empty string of visible ASCII "
+                       "characters without spaces");
+  keys[1].key = KEY_A "\n";
+  expect_invalid(&cfg, "\"apiKeys[1].key\" must be a non-empty string of visible ASCII "
+                       "characters without spaces");
+  keys[1].key = KEY_B;
+  keys[1].name = NULL;
+  expect_invalid(&cfg, "\"apiKeys[1].name\" must be 1-128 characters of A-Z a-z 0-9 _ - . @ "
+                       "(got NULL)");
+  keys[1].name = "b";
+  keys[1].permissions = bad;
+  keys[1].permission_count = 2;
+  expect_invalid(&cfg, "\"apiKeys[1].permissions[1]\" must be \"*\", \"query:raw\", "
+                       "\"read:<pattern>\" or \"write:<pattern>\" (got \"delete:*\")");
+  keys[1].permissions = null_perm;
+  keys[1].permission_count = 1;
+  expect_invalid(&cfg, "\"apiKeys[1].permissions[0]\" must be \"*\", \"query:raw\", "
+                       "\"read:<pattern>\" or \"write:<pattern>\" (got NULL)");
+  keys[1].permissions = NULL;
+  keys[1].permission_count = 3;
+  expect_invalid(&cfg, "\"apiKeys[1].permissions\" must be set (got NULL with 3 entries)");
+  keys[1].permission_count = 0;
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+  cfg.api_keys = NULL;
+  expect_invalid(&cfg, "\"apiKeys\" must be set (got NULL with 2 entries)");
+}
+
 static void write_file(const char *path, const char *text, size_t len) {
   FILE *f = fopen(path, "wb");
   assert_non_null(f);
@@ -743,8 +1374,10 @@ static void test_load_endless_stream(void **state) {
  * nothing leaked (ASan checks the latter).
  */
 static void test_out_of_memory(void **state) {
-  char *env[] = {"REALTIME_HOST=h", "REALTIME_PATH=/p", "REALTIME_JWT_SECRET=s", NULL};
-  for (int which = 0; which < 3; which++) {
+  char *env[] = {"REALTIME_HOST=h", "REALTIME_PATH=/p", "REALTIME_JWT_SECRET=s",
+                 "REALTIME_JWT_PUBLIC_KEY_FILE=/k.pem", "REALTIME_JWT_ALGORITHMS=ES256,HS384",
+                 NULL};
+  for (int which = 0; which < 4; which++) {
     int succeeded = 0;
     for (long n = 0; n < 100 && !succeeded; n++) {
       rt_config_store_t store;
@@ -757,10 +1390,12 @@ static void test_out_of_memory(void **state) {
       rt_alloc_fail_after(n);
       int rc = which == 0   ? load(&store, &cfg, full_json, &err)
                : which == 1 ? rt_config_apply_env(&store, &cfg, env, &err)
-                            : rt_config_set(&store, &cfg, "host", "x", "--host", &err);
+               : which == 2 ? rt_config_set(&store, &cfg, "host", "x", "--host", &err)
+                            : rt_config_set(&store, &cfg, "jwtAlgorithms", "HS512", "--x", &err);
       rt_alloc_fail_after(-1);
       if (rc == 0) {
         succeeded = 1;
+        if (which == 0) assert_full_api_keys(&cfg);
       } else {
         assert_int_equal(rc, RT_ENOMEM);
         assert_config_same(&cfg, &before);
@@ -778,6 +1413,10 @@ static void test_store_lifecycle(void **state) {
   assert_null(store.host);
   assert_null(store.path);
   assert_null(store.jwt_secret);
+  assert_null(store.jwt_public_key_file);
+  assert_null(store.jwt_algorithms);
+  assert_null(store.api_key_block);
+  assert_int_equal(store.set_keys, 0);
   rt_config_store_destroy(&store);
   rt_config_store_destroy(&store);
 }
@@ -805,6 +1444,18 @@ int main(void) {
       cmocka_unit_test(test_resolve_publish_follows_message),
       cmocka_unit_test(test_strings_survive_source),
       cmocka_unit_test(test_failed_load_keeps_previous_strings),
+      cmocka_unit_test(test_security_scalars),
+      cmocka_unit_test(test_jwt_algorithms_file),
+      cmocka_unit_test(test_jwt_algorithms_text),
+      cmocka_unit_test(test_api_keys_parsed),
+      cmocka_unit_test(test_api_keys_failed_load_keeps_previous),
+      cmocka_unit_test(test_api_keys_errors),
+      cmocka_unit_test(test_api_keys_key_and_name_rules),
+      cmocka_unit_test(test_api_keys_file_only),
+      cmocka_unit_test(test_secrets_never_in_messages),
+      cmocka_unit_test(test_validate_auth_relations),
+      cmocka_unit_test(test_validate_loaded_auth),
+      cmocka_unit_test(test_validate_api_keys_in_code),
       cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_load_endless_stream),
       cmocka_unit_test(test_out_of_memory),

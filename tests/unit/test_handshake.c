@@ -320,6 +320,34 @@ static void test_error_responses(void **state) {
   assert_memory_equal(out, "HTTP/1.1 408 Request Timeout\r\n", 30);
   assert_int_equal(rt_handshake_error(99, "x", out, sizeof(out)), 0);
   assert_int_equal(rt_handshake_error(600, "x", out, sizeof(out)), 0);
+  want = "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n"
+         "Connection: close\r\nWWW-Authenticate: Bearer error=\"invalid_token\"\r\n\r\n"
+         "Invalid token\n";
+  n = rt_handshake_error(401, "Invalid token", out, sizeof(out));
+  assert_int_equal(n, strlen(want));
+  assert_memory_equal(out, want, n);
+  want = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 18\r\n"
+         "Connection: close\r\nRetry-After: 5\r\n\r\nToo many requests\n";
+  n = rt_handshake_error(429, "Too many requests", out, sizeof(out));
+  assert_int_equal(n, strlen(want));
+  assert_memory_equal(out, want, n);
+}
+
+/* realtime.v1 is echoed when offered (with or without a bearer entry), never a bearer entry. */
+static void test_subprotocol_echo(void **state) {
+  static const char *head =
+      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Protocol: realtime.v1, bearer.a.b.c\r\n\r\n";
+  rt_http_request_t r;
+  char out[512];
+  size_t n;
+  assert_true(rt_http_parse_request(head, strlen(head), 8192, &r) > 0);
+  assert_int_equal(rt_handshake_process(&r, "/ws", out, sizeof(out), &n, NULL), RT_HS_UPGRADE);
+  const char *want = "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                     "Sec-WebSocket-Protocol: realtime.v1\r\n\r\n";
+  assert_true(n > strlen(want));
+  assert_memory_equal(out + n - strlen(want), want, strlen(want));
 }
 
 /*
@@ -389,6 +417,7 @@ int main(void) {
       cmocka_unit_test(test_key_accepted_forms),
       cmocka_unit_test(test_check_order),
       cmocka_unit_test(test_error_responses),
+      cmocka_unit_test(test_subprotocol_echo),
       cmocka_unit_test(test_capacity),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1054,8 +1054,63 @@ static void test_parse_allocates_nothing(void **state) {
   assert_int_equal(vrc, 0);
 }
 
+
+static void test_parse_auth(void **state) {
+  (void)state;
+  rt_cmd_t cmd;
+  rt_errbuf_t err;
+  char out[64];
+  const char *m = "{\"type\":\"auth\",\"token\":\"a.b.c\",\"id\":1}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), 0);
+  assert_int_equal(cmd.type, RT_CMD_AUTH);
+  assert_int_equal(cmd.cred_is_key, 0);
+  assert_int_equal(cmd.cred_len, 7);
+  assert_int_equal(rt_proto_decode_string(cmd.cred, cmd.cred_len, out, sizeof(out)), 5);
+  assert_memory_equal(out, "a.b.c", 5);
+  assert_int_equal(rt_proto_decode_string(cmd.cred, cmd.cred_len, out, 4), RT_ETOOLARGE);
+  m = "{\"type\":\"auth\",\"apiKey\":\"k\\u0065y\"}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), 0);
+  assert_int_equal(cmd.cred_is_key, 1);
+  assert_int_equal(rt_proto_decode_string(cmd.cred, cmd.cred_len, out, sizeof(out)), 3);
+  assert_memory_equal(out, "key", 3);
+  m = "{\"type\":\"auth\",\"id\":4}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), RT_EMISSING);
+  assert_string_equal(err.msg, "Missing field \"token\"");
+  assert_int_equal(cmd.id, 4);
+  m = "{\"type\":\"auth\",\"token\":\"t\",\"apiKey\":\"k\"}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), RT_EFIELD);
+  m = "{\"type\":\"auth\",\"token\":42}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), RT_EFIELD);
+  assert_string_equal(err.msg, "Field \"token\" must be a string");
+}
+
+
+static void test_security_encoders(void **state) {
+  (void)state;
+  expect_frame(rt_proto_error_retry(1, 6, RT_ERATE, NULL, 1500),
+               "{\"type\":\"error\",\"id\":6,\"code\":\"rate_limited\",\"message\":"
+               "\"Rate limit exceeded: Too many messages sent\",\"retry_after_ms\":1500}");
+  const char *perms[] = {"read:*", "write:a\"b"};
+  expect_frame(rt_proto_auth_ack(1, 2, "user-123", perms, 2),
+               "{\"type\":\"ack\",\"id\":2,\"userId\":\"user-123\","
+               "\"permissions\":[\"read:*\",\"write:a\\\"b\"]}");
+  expect_frame(rt_proto_auth_ack(0, 0, NULL, NULL, 0), "{\"type\":\"ack\",\"permissions\":[]}");
+  expect_frame(rt_proto_token_expired(30000), "{\"type\":\"token_expired\",\"graceMs\":30000}");
+  for (long n = 0;; n++) { /* OOM: each failure point gives NULL, never a leak */
+    rt_alloc_fail_after(n);
+    rt_frame_t *f = rt_proto_auth_ack(1, 2, "u", perms, 2);
+    rt_alloc_fail_after(-1);
+    if (f != NULL) {
+      rt_frame_unref(f);
+      break;
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_parse_auth),
+      cmocka_unit_test(test_security_encoders),
       cmocka_unit_test(test_json_valid_scalars),
       cmocka_unit_test(test_json_valid_containers),
       cmocka_unit_test(test_json_whitespace_trimmed),
