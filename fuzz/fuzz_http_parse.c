@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "credentials.h"
 #include "handshake.h"
 #include "http_parse.h"
 #include "realtime/realtime.h"
@@ -57,6 +58,20 @@ static void check_header(const rt_http_header_t *h, const char *buf, size_t head
   rt_http_has_token(h->value, h->value_len, "upgrade");
 }
 
+/* Credentials found point into the request or the scratch buffer, never elsewhere. */
+static void check_credentials(const rt_http_request_t *req) {
+  char scratch[512];
+  rt_credentials_t c;
+  int r = rt_credentials_extract(req, scratch, sizeof(scratch), &c);
+  CHECK(r == 0 || r == RT_ETOKEN);
+  if (r != 0) return;
+  if (c.token != NULL) CHECK(c.token_len > 0);
+  if (c.api_key != NULL) CHECK(c.api_key_len > 0);
+  int in_scratch = c.token >= scratch && c.token < scratch + sizeof(scratch);
+  if (c.token != NULL && in_scratch) CHECK(c.token + c.token_len <= scratch + sizeof(scratch));
+  (void)rt_credentials_offers_subprotocol(req);
+}
+
 /* Runs the handshake into an exact-size buffer of `cap` bytes. */
 static void check_handshake(const rt_http_request_t *req, size_t cap) {
   char *out = rt_malloc(cap > 0 ? cap : 1);
@@ -70,6 +85,7 @@ static void check_handshake(const rt_http_request_t *req, size_t cap) {
   if (r == RT_HS_REJECT) CHECK(info.status >= 400 && info.status < 500);
   if (r != RT_HS_HEALTH && cap >= 512) CHECK(out_len > 0);
   rt_free(out);
+  check_credentials(req);
 }
 
 static void check_complete(const char *buf, size_t len, size_t max_head, int rc,

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "core/proto.h"
+#include "core/validate.h"
 
 #define DEPTH 64
 #define MAX_DATA 65536
@@ -83,7 +84,15 @@ static void check_syntax_error(const char *msg, size_t len, uint32_t depth, int 
 
 static void check_accepted(const char *msg, size_t len, uint32_t depth, size_t max_data,
                            const rt_cmd_t *cmd) {
-  CHECK(cmd->type >= RT_CMD_SUBSCRIBE && cmd->type <= RT_CMD_PUBLISH);
+  CHECK(cmd->type >= RT_CMD_SUBSCRIBE && cmd->type <= RT_CMD_AUTH);
+  if (cmd->type == RT_CMD_AUTH) { /* the credential is a string literal inside the message */
+    char out[256];
+    CHECK(cmd->cred >= msg && cmd->cred_len >= 2 && cmd->cred <= msg + len - cmd->cred_len);
+    CHECK(cmd->cred[0] == '"' && cmd->cred[cmd->cred_len - 1] == '"');
+    long n = rt_proto_decode_string(cmd->cred, cmd->cred_len, out, sizeof(out));
+    CHECK(n == RT_ETOOLARGE || (n >= 0 && (size_t)n <= cmd->cred_len - 2));
+    return;
+  }
   CHECK(cmd->channel_len == strlen(cmd->channel));
   CHECK(rt_channel_valid(cmd->channel, cmd->channel_len));
   CHECK(rt_json_validate(msg, len, depth, NULL, NULL, NULL) == 0);
@@ -101,6 +110,12 @@ static void check_accepted(const char *msg, size_t len, uint32_t depth, size_t m
   CHECK(f != NULL);
   CHECK(rt_json_validate((const char *)rt_frame_payload(f), f->len, depth, NULL, NULL, NULL) == 0);
   rt_frame_unref(f);
+  /* The XSS policy walks the same untrusted data: any verdict, never a crash. */
+  rt_errbuf_t verr = {{0}};
+  rt_validate_config_t vc = {1, depth, max_data};
+  int vr = rt_validate_data(cmd->data, cmd->data_len, &vc, &verr);
+  CHECK(vr == 0 || vr == RT_EMESSAGE || vr == RT_EDEPTH || vr == RT_ETOOLARGE);
+  CHECK(vr == 0 || verr.msg[0] != '\0');
 }
 
 /* A proper prefix of an accepted command, cut before its closing brace, ends too early. */
