@@ -11,6 +11,7 @@
  * server's own handles are closed and the loop has nothing left to run.
  */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -31,6 +32,8 @@ struct rt_subscription_s {
   char *channel;        /* owned name */
   rt_link_t link;       /* in srv->subs */
 };
+
+int64_t rt_mono_ms(void) { return (int64_t)(uv_hrtime() / 1000000); }
 
 int64_t rt_wall_ms(void) {
   struct timespec ts;
@@ -69,6 +72,13 @@ int rt_server_new(const rt_config_t *cfg, rt_server_t **out) {
   rt_link_init(&srv->subs);
   rt_link_init(&srv->authwait);
   srv->state = SRV_NEW;
+  rt_presence_limits_t pl = {cfg->max_presence_data_size, cfg->max_presence_per_channel,
+                             cfg->presence_timeout_ms};
+  srv->presence = rt_presence_new(&pl);
+  if (srv->presence == NULL) {
+    rt_server_free(srv);
+    return RT_ENOMEM;
+  }
   rt_errbuf_t err = {{0}};
   int r = rt_security_init(srv, &err);
   if (r != 0) {
@@ -85,6 +95,8 @@ void rt_server_free(rt_server_t *srv) {
   while (!rt_link_empty(&srv->subs))
     rt_server_unsubscribe(srv, RT_CONTAINER_OF(srv->subs.next, rt_subscription_t, link));
   rt_hub_free(srv->hub);
+  rt_presence_free(srv->presence);
+  rt_events_free(srv);
   rt_security_free(srv);
   rt_async_msg_t *m = srv->async_head;
   while (m != NULL) {
@@ -140,6 +152,7 @@ static void on_prepare(uv_prepare_t *h) { rt_flush_pending(h->data); }
 static void on_tick(uv_timer_t *h) {
   rt_server_t *srv = h->data;
   rt_conn_sweep_deadlines(srv);
+  rt_srv_presence_sweep(srv);
   if (++srv->ticks % (1000 / TICK_MS) == 0) rt_conn_check_expiry(srv);
 }
 static void on_ping(uv_timer_t *h) { rt_conn_ping_all(h->data); }
@@ -267,7 +280,12 @@ int64_t rt_server_publish(rt_server_t *srv, const char *channel, const char *jso
   size_t start, vlen;
   r = rt_json_validate(json, len, srv->cfg.max_json_depth, &start, &vlen, NULL);
   if (r != 0) return r;
-  return rt_hub_publish(srv->hub, channel, strlen(channel), json + start, vlen, 0);
+  int64_t d = rt_hub_publish(srv->hub, channel, strlen(channel), json + start, vlen, 0);
+  if (d >= 0) {
+    rt_event_t ev = {.type = RT_EVENT_PUBLISHED, .channel = channel, .size = vlen, .delivered = d};
+    rt_events_emit(srv, &ev);
+  }
+  return d;
 }
 
 int rt_server_publish_async(rt_server_t *srv, const char *channel, const char *json, size_t len) {
@@ -316,7 +334,7 @@ static int sub_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *m
   return 0;
 }
 
-static const rt_peer_ops_t sub_ops = {sub_deliver};
+static const rt_peer_ops_t sub_ops = {sub_deliver, NULL};
 
 int rt_server_subscribe(rt_server_t *srv, const char *channel, rt_message_cb cb, void *user_data,
                         rt_subscription_t **out) {
@@ -355,7 +373,10 @@ void rt_server_unsubscribe(rt_server_t *srv, rt_subscription_t *sub) {
 
 int rt_server_channel_stats(rt_server_t *srv, const char *name, rt_channel_stats_t **out,
                             size_t *count) {
-  return rt_hub_channel_stats(srv->hub, name, out, count);
+  int r = rt_hub_channel_stats(srv->hub, name, out, count);
+  for (size_t i = 0; r == 0 && i < *count; i++)
+    (*out)[i].presence = rt_presence_count(srv->presence, (*out)[i].name, strlen((*out)[i].name));
+  return r;
 }
 
 static int fill_info(rt_conn_t *c, rt_client_info_t *ci) {
@@ -366,6 +387,8 @@ static int fill_info(rt_conn_t *c, rt_client_info_t *ci) {
   ci->messages_out = c->messages_out;
   ci->bytes_in = c->bytes_in;
   ci->bytes_out = c->bytes_out;
+  ci->last_activity_ms = c->last_activity_ms;
+  snprintf(ci->user_id, sizeof(ci->user_id), "%s", c->ident.user_id ? c->ident.user_id : "");
   return rt_hub_peer_channels(&c->peer, &ci->subscriptions, &ci->subscription_count);
 }
 
@@ -408,4 +431,43 @@ size_t rt_server_active_connections(const rt_server_t *srv) { return srv->open_c
 void rt_server_totals(const rt_server_t *srv, rt_server_totals_t *out) {
   *out = srv->totals;
   rt_hub_totals(srv->hub, &out->messages_published, &out->messages_delivered);
+}
+
+/* One channel of GET /stats. Names are valid channel names: no escaping needed. */
+static int stats_channel(rt_strbuf_t *b, const rt_channel_stats_t *st, int first) {
+  char buf[RT_CHANNEL_MAX + 384];
+  int n = snprintf(buf, sizeof(buf),
+                   "%s{\"name\":\"%s\",\"subscribers\":%llu,\"presence\":%llu,"
+                   "\"messagesPublished\":%llu,\"messagesDelivered\":%llu,\"bytesPublished\":%llu,"
+                   "\"bytesDelivered\":%llu,\"messageRate\":%.3f,\"createdAt\":%lld,"
+                   "\"lastActivity\":%lld}",
+                   first ? "" : ",", st->name, (unsigned long long)st->subscribers,
+                   (unsigned long long)st->presence, (unsigned long long)st->messages_published,
+                   (unsigned long long)st->messages_delivered,
+                   (unsigned long long)st->bytes_published, (unsigned long long)st->bytes_delivered,
+                   st->message_rate, (long long)st->created_at_ms, (long long)st->last_activity_ms);
+  return rt_strbuf_append(b, buf, (size_t)n);
+}
+
+int rt_srv_stats_json(rt_server_t *srv, rt_strbuf_t *out) {
+  rt_channel_stats_t *st;
+  size_t n;
+  char buf[512];
+  if (rt_server_channel_stats(srv, NULL, &st, &n) != 0) return RT_ENOMEM;
+  int k = snprintf(buf, sizeof(buf), "{\"uptimeMs\":%lld,\"connections\":%zu,\"channels\":[",
+                   (long long)(rt_wall_ms() - srv->started_at_ms), srv->open_count);
+  int r = rt_strbuf_append(out, buf, (size_t)k);
+  for (size_t i = 0; r == 0 && i < n; i++) r = stats_channel(out, &st[i], i == 0);
+  rt_channel_stats_free(st, n);
+  rt_server_totals_t t;
+  rt_server_totals(srv, &t);
+  k = snprintf(buf, sizeof(buf),
+               "],\"totals\":{\"connectionsTotal\":%llu,\"messagesPublished\":%llu,"
+               "\"messagesDelivered\":%llu,\"slowConsumersClosed\":%llu,\"protocolErrors\":%llu,"
+               "\"presenceEntries\":%zu}}",
+               (unsigned long long)t.connections_total, (unsigned long long)t.messages_published,
+               (unsigned long long)t.messages_delivered, (unsigned long long)t.slow_consumers_closed,
+               (unsigned long long)t.protocol_errors, rt_presence_total(srv->presence));
+  if (r == 0) r = rt_strbuf_append(out, buf, (size_t)k);
+  return r;
 }

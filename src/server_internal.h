@@ -11,7 +11,10 @@
 #include "auth_apikey.h"
 #include "auth_jwt.h"
 #include "buf.h"
+#include "errors.h"
 #include "hub.h"
+#include "presence.h"
+#include "proto.h"
 #include "ratelimit.h"
 #include "realtime/realtime.h"
 #include "ws_codec.h"
@@ -80,6 +83,10 @@ struct rt_conn_s {
   unsigned expiry_pushed : 1;   /* token_expired was pushed; grace_deadline_ms runs */
   int64_t grace_deadline_ms;    /* wall clock: close 3005 unless re-authenticated */
   rt_ratelimit_t rl;            /* per-client rate limits */
+  int64_t last_activity_ms;     /* wall clock of the last message received */
+  uint16_t close_code;          /* close code sent or received (0: none) */
+  const char *close_reason;     /* static text of the close we sent, or "" */
+  char client_id[24];           /* decimal peer.id: the presence client id */
 };
 
 typedef struct rt_async_msg_s {
@@ -128,10 +135,34 @@ struct rt_server_s {
   rt_iplimit_t *iplimit;    /* per-IP connection counts, NULL when unlimited */
   rt_rate_policy_t rate_policy; /* per-client limits from cfg.rate_limit */
   unsigned ticks;           /* tick counter (token expiry is checked every second) */
+  rt_presence_t *presence;  /* who is in which channel */
+  rt_listener_t *listeners[RT_EVENT__COUNT]; /* event listeners per type */
+  int dispatching;          /* depth of event dispatch (removals are deferred while > 0) */
   char rbuf[65536];         /* loop-wide read buffer (one read is decoded before the next) */
 };
 
 int64_t rt_wall_ms(void);
+
+/* Monotonic ms (works without a loop, for the in-memory use of the API). */
+int64_t rt_mono_ms(void);
+
+/* src/events.c */
+void rt_events_emit(rt_server_t *srv, const rt_event_t *ev);
+void rt_events_free(rt_server_t *srv);
+
+/* src/server_presence.c: presence changes pushed to subscribers and reported as events. */
+int rt_srv_presence_set(rt_server_t *srv, const char *channel, size_t len, const char *client_id,
+                        const char *user_id, const char *data, size_t data_len, rt_errbuf_t *err);
+int rt_srv_presence_leave(rt_server_t *srv, const char *channel, size_t len,
+                          const char *client_id);
+void rt_srv_presence_drop_client(rt_server_t *srv, const char *client_id);
+void rt_srv_presence_sweep(rt_server_t *srv);
+/* The presence_get reply: {"type":"ack","id":N,"entries":[...]}, or NULL on OOM. */
+rt_frame_t *rt_srv_presence_list(rt_server_t *srv, const char *channel, size_t len, int has_id,
+                                 int64_t id);
+
+/* server.c: the GET /stats document (channels and totals). 0 or RT_ENOMEM. */
+int rt_srv_stats_json(rt_server_t *srv, rt_strbuf_t *out);
 
 /* server.c: a connection was freed (shutdown waits for the last one). */
 void rt_server_conn_freed(rt_server_t *srv);

@@ -57,7 +57,8 @@ extern "C" {
   XX(EEXPIRED, "token_expired", "Token expired")                              \
   XX(EFORBIDDEN, "forbidden", "Permission denied")                            \
   XX(ERATE, "rate_limited", "Rate limit exceeded: Too many messages sent")    \
-  XX(EMESSAGE, "invalid_message", "Message refused by validation")
+  XX(EMESSAGE, "invalid_message", "Message refused by validation")           \
+  XX(EPRESENCEFULL, "presence_full", "Presence channel full")
 
 typedef enum {
   RT_OK = 0,
@@ -136,6 +137,8 @@ typedef struct rt_config_s {
   uint32_t shutdown_timeout_ms;  /* graceful stop budget, default 5000 */
   uint32_t max_json_depth;       /* nesting limit for commands, default 64 */
   int validate_xss;              /* refuse script/HTML injection in published data, default 1 */
+  size_t max_presence_data_size; /* bytes of one presence data object, default 4096 */
+  uint32_t max_presence_per_channel; /* presence entries per channel, default 10000 */
   void *loop;                    /* uv_loop_t * to run on; NULL = server owns one */
 } rt_config_t;
 
@@ -280,6 +283,81 @@ RT_API int rt_server_enforce_rate_limit(rt_server_t *srv, uint64_t client_id,
 RT_API int rt_server_validate_message(const rt_server_t *srv, const char *json, size_t len,
                                       char *errmsg, size_t errmsg_cap);
 
+/* -------------------------------------------------------------- presence */
+
+/* One presence entry (seed: PresenceData), owned by the array it is in. */
+typedef struct {
+  char *client_id;      /* "7" for WebSocket client 7, or an embedder's virtual id */
+  char *user_id;        /* authenticated user id, or NULL */
+  char *data;           /* the JSON data as given, NUL-terminated */
+  int64_t joined_at_ms; /* ms since the epoch */
+  int64_t updated_at_ms;
+} rt_presence_info_t;
+
+/*
+ * Sets presence for a client in a channel (seed: updatePresence): joins, or
+ * updates the data of an existing entry. client_id may name a WebSocket
+ * client ("7") or a virtual one of the embedder's. json (borrowed) is one
+ * JSON value. Subscribers get a presence_join/presence_update push.
+ * Returns 0, RT_ECHANNEL, RT_EJSON, RT_ETOOLARGE (maxPresenceDataSize),
+ * RT_EPRESENCEFULL (maxPresencePerChannel) or RT_ENOMEM.
+ */
+RT_API int rt_server_update_presence(rt_server_t *srv, const char *client_id, const char *channel,
+                                     const char *json, size_t len);
+/* Removes a client's presence from a channel (leave pushed). 0 or RT_ENOENT. */
+RT_API int rt_server_remove_presence(rt_server_t *srv, const char *client_id, const char *channel);
+/*
+ * The entries of a channel in join order (seed: getPresence), as a new array
+ * for rt_presence_info_free. 0 (possibly 0 entries) or RT_ENOMEM.
+ */
+RT_API int rt_server_get_presence(rt_server_t *srv, const char *channel, rt_presence_info_t **out,
+                                  size_t *count);
+RT_API void rt_presence_info_free(rt_presence_info_t *info, size_t count);
+
+/* ---------------------------------------------------------------- events */
+
+typedef enum {
+  RT_EVENT_CONNECTED,    /* a WebSocket client completed the upgrade */
+  RT_EVENT_DISCONNECTED, /* a WebSocket client is gone */
+  RT_EVENT_SUBSCRIBED,   /* a client subscribed to a channel */
+  RT_EVENT_UNSUBSCRIBED, /* a client unsubscribed (not fired for disconnects) */
+  RT_EVENT_PUBLISHED,    /* a message was published (by a client or the server) */
+  RT_EVENT_PRESENCE,     /* a presence entry joined, changed or left */
+  RT_EVENT_ERROR,        /* a client's command failed (the error reply it got) */
+  RT_EVENT__COUNT
+} rt_event_type_t;
+
+/* What happened; every pointer is borrowed for the callback. Unused fields are 0/NULL. */
+typedef struct {
+  rt_event_type_t type;
+  uint64_t client_id;          /* the client concerned; 0 for server-side actions */
+  const char *address;         /* CONNECTED, DISCONNECTED: "ip:port" */
+  const char *user_id;         /* CONNECTED (if authenticated), PRESENCE (the entry's) */
+  const char *channel;         /* SUBSCRIBED, UNSUBSCRIBED, PUBLISHED, PRESENCE */
+  size_t size;                 /* PUBLISHED: data bytes */
+  int64_t delivered;           /* PUBLISHED: subscribers reached */
+  int close_code;              /* DISCONNECTED: close code sent or received (1006: none) */
+  const char *reason;          /* DISCONNECTED: close reason; ERROR: the message */
+  const char *code;            /* ERROR: the wire error code ("forbidden") */
+  int presence_change;         /* PRESENCE: 1 join, 2 update, 3 leave */
+  const char *presence_client; /* PRESENCE: the entry's client id */
+  const char *data;            /* PRESENCE: the entry's data (JSON) */
+  size_t data_len;
+} rt_event_t;
+
+typedef void (*rt_event_cb)(const rt_event_t *ev, void *user_data);
+typedef struct rt_listener_s rt_listener_t;
+
+/*
+ * Registers a listener (seed: "Observable"); several per event run in
+ * registration order on the loop thread and may call any API, including
+ * rt_server_off on themselves. Returns 0 and a handle, or RT_EINVAL/RT_ENOMEM.
+ */
+RT_API int rt_server_on(rt_server_t *srv, rt_event_type_t type, rt_event_cb cb, void *user_data,
+                        rt_listener_t **out);
+/* Removes a listener; the handle is invalid afterwards. NULL is a no-op. */
+RT_API void rt_server_off(rt_server_t *srv, rt_listener_t *listener);
+
 /* ------------------------------------------------------------ statistics */
 
 typedef struct {
@@ -291,6 +369,8 @@ typedef struct {
   uint64_t bytes_delivered;    /* sum of data bytes over all deliveries */
   int64_t created_at_ms;       /* channel creation, ms since the epoch */
   int64_t last_activity_ms;    /* last publish/subscribe/unsubscribe */
+  double message_rate;         /* publishes per second over the last minute */
+  uint64_t presence;           /* presence entries in the channel */
 } rt_channel_stats_t;
 
 /*
@@ -312,6 +392,8 @@ typedef struct {
   uint64_t messages_out;   /* messages queued to the client */
   uint64_t bytes_in;       /* payload bytes received */
   uint64_t bytes_out;      /* frame bytes queued to the client */
+  int64_t last_activity_ms; /* last message received, ms since the epoch */
+  char user_id[128];       /* authenticated user id ("" when anonymous; cut to fit) */
 } rt_client_info_t;
 
 /*

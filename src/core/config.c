@@ -122,6 +122,8 @@ static const option_t options[] = {
     OPT_NUM("shutdownTimeout", KIND_U32, shutdown_timeout_ms, 0, MS_MAX),
     OPT_NUM("maxJsonDepth", KIND_U32, max_json_depth, 1, 1024),
     OPT_BOOL("validation.xss", validate_xss),
+    OPT_NUM("maxPresenceDataSize", KIND_SIZE, max_presence_data_size, 1, 1024 * 1024),
+    OPT_NUM("maxPresencePerChannel", KIND_U32, max_presence_per_channel, 1, UINT32_MAX),
 };
 
 #define OPTION_COUNT (sizeof(options) / sizeof(options[0]))
@@ -185,6 +187,8 @@ void rt_config_init(rt_config_t *cfg) {
   cfg->shutdown_timeout_ms = 5000;
   cfg->max_json_depth = 64;
   cfg->validate_xss = 1;
+  cfg->max_presence_data_size = 4096;
+  cfg->max_presence_per_channel = 10000;
   cfg->loop = NULL;
 }
 

@@ -10,6 +10,7 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define ACCEPT_KEY_MAX 256 /* longest key rt_handshake_accept_key hashes */
 #define HEALTH_PATH "/health"
+#define STATS_PATH "/stats"
 
 /*
  * Appends into out[0..cap) without a terminating NUL and remembers whether
@@ -235,10 +236,12 @@ static int decide(const rt_http_request_t *req, const char *path, const char **r
   const char *q = memchr(req->target, '?', req->target_len);
   size_t plen = q != NULL ? (size_t)(q - req->target) : req->target_len;
   int health = plen == strlen(HEALTH_PATH) && memcmp(req->target, HEALTH_PATH, plen) == 0;
-  if (health && method_is_get(req)) {
-    *reason = "health";
+  int stats = plen == strlen(STATS_PATH) && memcmp(req->target, STATS_PATH, plen) == 0;
+  if ((health || stats) && method_is_get(req)) {
+    *reason = health ? "health" : "stats";
     return 200;
   }
+  health |= stats; /* both exist, for GET only (405 below) */
   if (!health && (plen != strlen(path) || memcmp(req->target, path, plen) != 0)) {
     *reason = "no WebSocket endpoint at this path";
     return 404;
@@ -283,7 +286,7 @@ rt_hs_result_t rt_handshake_process(const rt_http_request_t *req, const char *pa
   const char *reason = NULL;
   int status = decide(req, path, &reason);
   rt_hs_result_t result = status == 101   ? RT_HS_UPGRADE
-                          : status == 200 ? RT_HS_HEALTH
+                          : status == 200 ? (strcmp(reason, "stats") == 0 ? RT_HS_STATS : RT_HS_HEALTH)
                                           : RT_HS_REJECT;
   if (info != NULL) {
     info->status = status;

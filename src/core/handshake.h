@@ -16,6 +16,7 @@
 typedef enum {
   RT_HS_UPGRADE = 0, /* 101 written: the connection is now a WebSocket */
   RT_HS_HEALTH,      /* GET /health: caller writes rt_handshake_health() and closes */
+  RT_HS_STATS,       /* GET /stats: caller checks access, writes the JSON and closes */
   RT_HS_REJECT,      /* 4xx written: caller sends it and closes */
 } rt_hs_result_t;
 
@@ -27,7 +28,8 @@ typedef struct {
 /*
  * Validates `req` against RFC 6455 4.2.1 for endpoint `path` (borrowed,
  * non-NULL). Checks, first failure wins:
- *   1. target path (before any '?') "/health": GET gives RT_HS_HEALTH (200)
+ *   1. target path (before any '?') "/health" or "/stats": GET gives
+ *      RT_HS_HEALTH or RT_HS_STATS (200)
  *      and writes nothing (*out_len = 0; the caller sends
  *      rt_handshake_health()); any other method gives 405.
  *   2. path != `path` (byte for byte): 404.

@@ -27,6 +27,10 @@
 #define TABLE_MIN_CAP 16 /* power of two; the table keeps at most half its slots used */
 #define SUBS_MIN_CAP 4   /* first subscriber array of a channel */
 
+/* Message rate: a minute in 12 buckets of 5 s, so the rate costs 56 bytes a channel. */
+#define RATE_BUCKETS 12
+#define RATE_BUCKET_MS 5000
+
 typedef struct channel_s {
   char *name;               /* NUL-terminated copy of the channel name */
   size_t len;               /* strlen(name) */
@@ -44,6 +48,8 @@ typedef struct channel_s {
   uint64_t bytes_delivered; /* sum of data sizes over accepted deliveries */
   int64_t created_at;       /* clock at creation */
   int64_t last_activity;    /* clock at the last subscribe, unsubscribe or publish */
+  uint32_t rate[RATE_BUCKETS]; /* publishes per RATE_BUCKET_MS bucket, ring over the last minute */
+  int64_t rate_bucket;      /* absolute index (clock / RATE_BUCKET_MS) of the newest bucket */
 } channel_t;
 
 struct rt_sub_s {
@@ -173,6 +179,7 @@ static channel_t *channel_new(const char *name, size_t len, uint64_t h, int64_t 
   c->cap = SUBS_MIN_CAP;
   c->created_at = now;
   c->last_activity = now;
+  c->rate_bucket = now / RATE_BUCKET_MS;
   return c;
 }
 
@@ -438,7 +445,27 @@ static int64_t fan_out(channel_t *c, rt_frame_t *frame, const rt_hub_msg_t *msg)
   return delivered;
 }
 
+/* Advances the ring to `now`, zeroing the buckets that went by without traffic. */
+static void rate_advance(channel_t *c, int64_t now) {
+  int64_t b = now / RATE_BUCKET_MS;
+  if (b <= c->rate_bucket) return;
+  int64_t gap = b - c->rate_bucket;
+  for (int64_t i = 1; i <= gap && i <= RATE_BUCKETS; i++)
+    c->rate[(c->rate_bucket + i) % RATE_BUCKETS] = 0;
+  c->rate_bucket = b;
+}
+
+/* Publishes per second over the last minute (the current bucket counts as a whole one). */
+static double rate_of(channel_t *c, int64_t now) {
+  rate_advance(c, now);
+  uint64_t sum = 0;
+  for (int i = 0; i < RATE_BUCKETS; i++) sum += c->rate[i];
+  return (double)sum / (RATE_BUCKETS * RATE_BUCKET_MS / 1000.0);
+}
+
 static void account(rt_hub_t *hub, channel_t *c, size_t data_len, int64_t delivered, int64_t now) {
+  rate_advance(c, now);
+  c->rate[c->rate_bucket % RATE_BUCKETS]++;
   c->published++;
   c->delivered += (uint64_t)delivered;
   c->bytes_published += data_len;
@@ -472,9 +499,29 @@ int64_t rt_hub_publish(rt_hub_t *hub, const char *channel, size_t channel_len, c
   return delivered;
 }
 
+static int64_t push_out(channel_t *c, rt_frame_t *frame) {
+  size_t n = c->nslots;
+  int64_t taken = 0;
+  for (size_t i = 0; i < n; i++) {
+    rt_sub_t *s = c->subs[i];
+    if (s == NULL || s->peer->ops->push == NULL) continue;
+    if (s->peer->ops->push(s->peer, frame) == 0) taken++;
+  }
+  return taken;
+}
+
+int64_t rt_hub_push(rt_hub_t *hub, const char *channel, size_t channel_len, rt_frame_t *frame) {
+  channel_t *c = find_channel(hub, channel, channel_len);
+  if (c == NULL) return 0;
+  c->depth++;
+  int64_t taken = push_out(c, frame);
+  end_fanout(c);
+  return taken;
+}
+
 /* -------------------------------------------------------------- queries */
 
-static int fill_stats(rt_channel_stats_t *st, const channel_t *c) {
+static int fill_stats(rt_channel_stats_t *st, channel_t *c, int64_t now) {
   st->name = rt_strndup(c->name, c->len);
   if (st->name == NULL) return RT_ENOMEM;
   st->subscribers = c->live;
@@ -484,6 +531,8 @@ static int fill_stats(rt_channel_stats_t *st, const channel_t *c) {
   st->bytes_delivered = c->bytes_delivered;
   st->created_at_ms = c->created_at;
   st->last_activity_ms = c->last_activity;
+  st->message_rate = rate_of(c, now);
+  st->presence = 0;
   return 0;
 }
 
@@ -492,7 +541,7 @@ static int stats_one(rt_hub_t *hub, const char *name, rt_channel_stats_t **out, 
   if (c == NULL) return RT_ENOENT;
   rt_channel_stats_t *st = rt_malloc(sizeof(*st));
   if (st == NULL) return RT_ENOMEM;
-  if (fill_stats(st, c) != 0) {
+  if (fill_stats(st, c, now_ms(hub)) != 0) {
     rt_free(st);
     return RT_ENOMEM;
   }
@@ -508,7 +557,7 @@ static int stats_all(rt_hub_t *hub, rt_channel_stats_t **out, size_t *count) {
   size_t n = 0;
   for (size_t i = 0; i < hub->cap; i++) {
     if (hub->slots[i] == NULL) continue;
-    if (fill_stats(&st[n], hub->slots[i]) != 0) {
+    if (fill_stats(&st[n], hub->slots[i], now_ms(hub)) != 0) {
       rt_channel_stats_free(st, n);
       return RT_ENOMEM;
     }

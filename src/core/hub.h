@@ -42,6 +42,12 @@ typedef struct {
    * peer is over its send cap and is being evicted by its owner).
    */
   int (*deliver)(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg);
+  /*
+   * Optional: takes a server push that is not a published message (presence
+   * changes). Same contract as deliver; NULL for peers that want none
+   * (server-side subscriptions learn of presence through server events).
+   */
+  int (*push)(rt_peer_t *peer, rt_frame_t *frame);
 } rt_peer_ops_t;
 
 struct rt_peer_s {
@@ -75,6 +81,13 @@ int rt_hub_is_subscribed(rt_hub_t *hub, const rt_peer_t *peer, const char *chann
  */
 int64_t rt_hub_publish(rt_hub_t *hub, const char *channel, size_t channel_len, const char *data,
                        size_t data_len, uint64_t publisher_id);
+
+/*
+ * Hands a prebuilt frame (borrowed) to every subscriber of channel whose ops
+ * have push, with the same re-entrancy rules as a publish. Not counted as a
+ * message. Returns the number of peers that took it.
+ */
+int64_t rt_hub_push(rt_hub_t *hub, const char *channel, size_t channel_len, rt_frame_t *frame);
 
 /*
  * Statistics of one channel (name non-NULL) or all (name NULL), as a new

@@ -358,7 +358,7 @@ static int join_entry(rt_presence_t *p, channel_t *ch, const set_args_t *a, entr
                       rt_errbuf_t *err) {
   uint32_t max = p->limits.max_entries_per_channel;
   if (ch != NULL && max != 0 && ch->table.count >= max)
-    return rt_errbuf_set(err, RT_ELIMIT, "Presence channel full: %zu entries (limit %" PRIu32 ")",
+    return rt_errbuf_set(err, RT_EPRESENCEFULL, "Presence channel full: %zu entries (limit %" PRIu32 ")",
                          ch->table.count, max);
   client_t *cl = find_client(p, a->client_id, a->id_len, a->id_hash);
   channel_t *new_ch = NULL;

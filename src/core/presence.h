@@ -111,7 +111,7 @@ void rt_presence_free(rt_presence_t *p);
  * message in *err when err is non-NULL, and the state unchanged:
  *   RT_EINVAL    client_id or data NULL, or data_len 0;
  *   RT_ETOOLARGE data_len over max_data_size;
- *   RT_ELIMIT    a join into a channel already at max_entries_per_channel
+ *   RT_EPRESENCEFULL    a join into a channel already at max_entries_per_channel
  *                (updates are always allowed);
  *   RT_ENOMEM.
  */

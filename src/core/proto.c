@@ -624,7 +624,8 @@ static int check_type(const char *msg, size_t len, const struct field *f, rt_cmd
                       rt_errbuf_t *err) {
   static const struct { const char *name; rt_cmd_type_t type; } types[] = {
       {"subscribe", RT_CMD_SUBSCRIBE}, {"unsubscribe", RT_CMD_UNSUBSCRIBE},
-      {"publish", RT_CMD_PUBLISH}, {"auth", RT_CMD_AUTH}};
+      {"publish", RT_CMD_PUBLISH}, {"auth", RT_CMD_AUTH}, {"presence", RT_CMD_PRESENCE},
+      {"presence_leave", RT_CMD_PRESENCE_LEAVE}, {"presence_get", RT_CMD_PRESENCE_GET}};
   if (!f->present) return rt_errbuf_set(err, RT_EMISSING, "Missing field \"type\"");
   if (msg[f->start] != '"') return rt_errbuf_set(err, RT_EFIELD, "Field \"type\" must be a string");
   char buf[2 * TYPE_SHOWN_MAX];
@@ -710,7 +711,8 @@ int rt_proto_parse(const char *msg, size_t len, uint32_t max_depth, size_t max_d
     rc = rt_errbuf_set(err, RT_EFIELD, "Field \"id\" must be an integer");
   if (rc == 0 && cmd->type == RT_CMD_AUTH) return check_cred(msg, fields, cmd, err);
   if (rc == 0) rc = check_channel(msg, len, &fields[F_CHANNEL], cmd, err);
-  if (rc == 0 && cmd->type == RT_CMD_PUBLISH)
+  if (rc == 0 && (cmd->type == RT_CMD_PUBLISH ||
+                  (cmd->type == RT_CMD_PRESENCE && fields[F_DATA].present)))
     rc = check_data(msg, &fields[F_DATA], max_data, cmd, err);
   return rc;
 }

@@ -22,6 +22,9 @@ typedef enum {
   RT_CMD_UNSUBSCRIBE,
   RT_CMD_PUBLISH,
   RT_CMD_AUTH,
+  RT_CMD_PRESENCE,       /* enter or update presence ("data" optional) */
+  RT_CMD_PRESENCE_LEAVE, /* leave presence */
+  RT_CMD_PRESENCE_GET,   /* list presence */
 } rt_cmd_type_t;
 
 typedef struct {
@@ -30,7 +33,7 @@ typedef struct {
   int64_t id;                         /* echoed in the reply */
   char channel[RT_CHANNEL_MAX + 1];   /* decoded, NUL-terminated, validated */
   size_t channel_len;
-  const char *data;                   /* publish: exact bytes of the "data" value, */
+  const char *data;                   /* publish, presence: exact bytes of "data" (NULL if absent), */
   size_t data_len;                    /*   pointing into the parsed message */
   const char *cred;                   /* auth: the "token" or "apiKey" JSON string literal */
   size_t cred_len;                    /*   (quotes included; rt_proto_decode_string it) */

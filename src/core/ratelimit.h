@@ -23,12 +23,13 @@
  * opens at the first refusal and lasts `window_ms`; the next refusal after
  * it closes opens a new one. When, within one strike window, a bucket has
  * refused more than (disconnect_after - 1) * limit commands, the refusal
- * carries disconnect = 1. Since the bucket was empty when the window opened
- * and earns `limit` tokens during it, this means the client tried more than
- * about disconnect_after times its allowance in one window: with the
- * default of 2 and 10 per minute, a client that sends 21 or more commands in
- * the minute after its first refusal is disconnected, one that sends 20 is
- * not. disconnect_after = 1 disconnects at the first refusal; 0 never does.
+ * carries disconnect = 1. The bucket was empty when the window opened and
+ * earns at most `limit` tokens during it, so this means the client tried
+ * more than about disconnect_after times its allowance in one window: with
+ * the default of 2 and 10 per minute, a client that has used its 10 and
+ * keeps sending is disconnected at its 11th refusal within the minute after
+ * the first one, while one sending steadily at twice the rate (20 a minute)
+ * never is. disconnect_after = 1 disconnects at the first refusal; 0 never.
  */
 #ifndef RT_CORE_RATELIMIT_H
 #define RT_CORE_RATELIMIT_H

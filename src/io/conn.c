@@ -27,7 +27,8 @@
 #define CLOSE_TIMEOUT_MS 3000
 
 static int conn_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg);
-static const rt_peer_ops_t conn_peer_ops = {conn_deliver};
+static int conn_push(rt_peer_t *peer, rt_frame_t *frame);
+static const rt_peer_ops_t conn_peer_ops = {conn_deliver, conn_push};
 
 static rt_conn_t *conn_of_peer(rt_peer_t *p) { return RT_CONTAINER_OF(p, rt_conn_t, peer); }
 
@@ -54,10 +55,25 @@ static void set_deadline(rt_conn_t *c, rt_link_t *list, uint64_t after_ms) {
   rt_link_push_back(list, &c->timer_link);
 }
 
+/* A client that completed the upgrade leaves: its presence goes, listeners hear of it. */
+static void leave_everything(rt_conn_t *c) {
+  rt_hub_unsubscribe_all(c->srv->hub, &c->peer);
+  if (c->connected_at_ms == 0) return;
+  rt_srv_presence_drop_client(c->srv, c->client_id);
+}
+
 void rt_conn_abort(rt_conn_t *c) {
   if (c->state == CONN_CLOSED) return;
   if (c->state == CONN_OPEN) c->srv->open_count--;
-  rt_hub_unsubscribe_all(c->srv->hub, &c->peer);
+  leave_everything(c);
+  if (c->connected_at_ms != 0) {
+    rt_event_t ev = {.type = RT_EVENT_DISCONNECTED,
+                     .client_id = c->peer.id,
+                     .address = c->remote,
+                     .close_code = c->close_code ? c->close_code : 1006,
+                     .reason = c->close_reason ? c->close_reason : ""};
+    rt_events_emit(c->srv, &ev);
+  }
   rt_link_remove(&c->all_link);
   rt_link_remove(&c->timer_link);
   rt_link_remove(&c->pending_link);
@@ -121,7 +137,9 @@ static void close_conn(rt_conn_t *c, uint16_t code, const char *reason, int fail
   if (c->state != CONN_OPEN) return;
   c->state = CONN_CLOSING;
   c->srv->open_count--;
-  rt_hub_unsubscribe_all(c->srv->hub, &c->peer);
+  c->close_code = code;
+  c->close_reason = reason;
+  leave_everything(c);
   rt_log(RT_LOG_DEBUG, "client=%llu ip=%s closing: %u %s", (unsigned long long)c->peer.id,
          c->remote, code, reason);
   rt_frame_t *f = rt_ws_close_frame_new(code, reason);
@@ -142,7 +160,16 @@ void rt_conn_fail(rt_conn_t *c, uint16_t code, const char *reason) {
 }
 
 static void reply_error(rt_conn_t *c, const rt_cmd_t *cmd, int err, const char *msg) {
-  rt_conn_send(c, rt_proto_error(cmd->has_id, cmd->id, err, msg[0] ? msg : rt_strerror(err)));
+  const char *text = msg[0] ? msg : rt_strerror(err);
+  rt_event_t ev = {.type = RT_EVENT_ERROR, .client_id = c->peer.id, .code = rt_err_name(err),
+                   .reason = text};
+  rt_events_emit(c->srv, &ev);
+  rt_conn_send(c, rt_proto_error(cmd->has_id, cmd->id, err, text));
+}
+
+static void emit_channel_event(rt_conn_t *c, rt_event_type_t type, const rt_cmd_t *cmd) {
+  rt_event_t ev = {.type = type, .client_id = c->peer.id, .channel = cmd->channel};
+  rt_events_emit(c->srv, &ev);
 }
 
 static void do_subscribe(rt_conn_t *c, const rt_cmd_t *cmd) {
@@ -156,6 +183,7 @@ static void do_subscribe(rt_conn_t *c, const rt_cmd_t *cmd) {
     return;
   }
   int r = rt_hub_subscribe(srv->hub, &c->peer, cmd->channel, cmd->channel_len);
+  if (r == 0) emit_channel_event(c, RT_EVENT_SUBSCRIBED, cmd);
   if (r == 0 || r == RT_EEXIST)
     rt_conn_send(c, rt_proto_ack(cmd->has_id, cmd->id, -1));
   else
@@ -236,15 +264,42 @@ static void do_publish(rt_conn_t *c, const rt_cmd_t *cmd) {
   }
   int64_t d = rt_hub_publish(srv->hub, cmd->channel, cmd->channel_len, cmd->data, cmd->data_len,
                              c->peer.id);
-  if (d < 0)
+  if (d < 0) {
     reply_error(c, cmd, (int)d, "");
+    return;
+  }
+  rt_event_t ev = {.type = RT_EVENT_PUBLISHED, .client_id = c->peer.id, .channel = cmd->channel,
+                   .size = cmd->data_len, .delivered = d};
+  rt_events_emit(srv, &ev);
+  rt_conn_send(c, rt_proto_ack(cmd->has_id, cmd->id, d));
+}
+
+/* presence: join or update; the push to subscribers goes out before the ack. */
+static void do_presence(rt_conn_t *c, const rt_cmd_t *cmd) {
+  rt_errbuf_t err;
+  err.msg[0] = '\0';
+  if (!permitted(c, cmd, RT_PERM_READ)) return;
+  const char *data = cmd->data != NULL ? cmd->data : "null";
+  size_t len = cmd->data != NULL ? cmd->data_len : 4;
+  int r = rt_srv_presence_set(c->srv, cmd->channel, cmd->channel_len, c->client_id,
+                              c->ident.user_id, data, len, &err);
+  if (r != 0)
+    reply_error(c, cmd, r, err.msg);
   else
-    rt_conn_send(c, rt_proto_ack(cmd->has_id, cmd->id, d));
+    rt_conn_send(c, rt_proto_ack(cmd->has_id, cmd->id, -1));
+}
+
+static void do_presence_get(rt_conn_t *c, const rt_cmd_t *cmd) {
+  if (!permitted(c, cmd, RT_PERM_READ)) return;
+  rt_conn_send(c, rt_srv_presence_list(c->srv, cmd->channel, cmd->channel_len, cmd->has_id,
+                                       cmd->id));
 }
 
 static const rt_rate_op_t op_of[] = {
     [RT_CMD_SUBSCRIBE] = RT_RATE_SUBSCRIBE, [RT_CMD_UNSUBSCRIBE] = RT_RATE_MESSAGE,
     [RT_CMD_PUBLISH] = RT_RATE_PUBLISH,     [RT_CMD_AUTH] = RT_RATE_MESSAGE,
+    [RT_CMD_PRESENCE] = RT_RATE_PRESENCE,   [RT_CMD_PRESENCE_LEAVE] = RT_RATE_MESSAGE,
+    [RT_CMD_PRESENCE_GET] = RT_RATE_PRESENCE,
 };
 
 /*
@@ -277,12 +332,24 @@ static void handle_command(rt_conn_t *c, const char *msg, size_t len) {
     case RT_CMD_SUBSCRIBE:
       if (permitted(c, &cmd, RT_PERM_READ)) do_subscribe(c, &cmd);
       break;
-    case RT_CMD_UNSUBSCRIBE:
-      rt_hub_unsubscribe(srv->hub, &c->peer, cmd.channel, cmd.channel_len);
+    case RT_CMD_UNSUBSCRIBE: /* leaving a channel also leaves its presence */
+      if (rt_hub_unsubscribe(srv->hub, &c->peer, cmd.channel, cmd.channel_len) == 0)
+        emit_channel_event(c, RT_EVENT_UNSUBSCRIBED, &cmd);
+      rt_srv_presence_leave(srv, cmd.channel, cmd.channel_len, c->client_id);
       rt_conn_send(c, rt_proto_ack(cmd.has_id, cmd.id, -1));
       break;
     case RT_CMD_PUBLISH:
       do_publish(c, &cmd);
+      break;
+    case RT_CMD_PRESENCE:
+      do_presence(c, &cmd);
+      break;
+    case RT_CMD_PRESENCE_LEAVE:
+      rt_srv_presence_leave(srv, cmd.channel, cmd.channel_len, c->client_id);
+      rt_conn_send(c, rt_proto_ack(cmd.has_id, cmd.id, -1));
+      break;
+    case RT_CMD_PRESENCE_GET:
+      do_presence_get(c, &cmd);
       break;
   }
 }
@@ -296,7 +363,9 @@ static void on_close_frame(rt_conn_t *c, const rt_ws_event_t *ev) {
   /* RFC 6455 5.5.1: echo the status code, then close the TCP connection (server first). */
   c->state = CONN_CLOSING;
   c->srv->open_count--;
-  rt_hub_unsubscribe_all(c->srv->hub, &c->peer);
+  c->close_code = ev->close_code;
+  c->close_reason = "";
+  leave_everything(c);
   rt_frame_t *f = ev->close_code == RT_CLOSE_NO_STATUS
                       ? rt_ws_frame_new(RT_WS_OP_CLOSE, NULL, 0)
                       : rt_ws_close_frame_new(ev->close_code, "");
@@ -314,6 +383,7 @@ static void handle_event(rt_conn_t *c, const rt_ws_event_t *ev) {
       if (c->state != CONN_OPEN) return; /* data after our close frame is discarded */
       c->messages_in++;
       c->bytes_in += ev->len;
+      c->last_activity_ms = rt_wall_ms();
       handle_command(c, (const char *)ev->payload, ev->len);
       break;
     case RT_WS_EV_BINARY:
@@ -323,8 +393,9 @@ static void handle_event(rt_conn_t *c, const rt_ws_event_t *ev) {
     case RT_WS_EV_PING:
       if (c->state == CONN_OPEN) rt_conn_send(c, rt_ws_frame_new(RT_WS_OP_PONG, ev->payload, ev->len));
       break;
-    case RT_WS_EV_PONG:
+    case RT_WS_EV_PONG: /* the keep-alive answer also keeps the client's presence alive */
       c->awaiting_pong = 0;
+      rt_presence_touch_client(c->srv->presence, c->client_id, rt_mono_ms());
       break;
     case RT_WS_EV_CLOSE:
       on_close_frame(c, ev);
@@ -367,16 +438,23 @@ static void health_body(rt_server_t *srv, char *out, size_t cap) {
            (long long)(rt_wall_ms() - srv->started_at_ms));
 }
 
+static void respond_frame(rt_conn_t *c, rt_frame_t *f);
+
 /* Queues an HTTP response (not a WebSocket frame) and half-closes once it is sent. */
 static void respond_and_close(rt_conn_t *c, const char *resp, size_t len) {
   rt_frame_t *f = rt_frame_new(len);
+  if (f != NULL) rt_frame_append(f, resp, len); /* unsealed: the wire bytes are the payload */
+  respond_frame(c, f);
+}
+
+/* Takes ownership of f (an HTTP response; NULL on OOM). */
+static void respond_frame(rt_conn_t *c, rt_frame_t *f) {
   rt_free(c->head);
   c->head = NULL;
   if (f == NULL) {
     rt_conn_abort(c);
     return;
   }
-  rt_frame_append(f, resp, len); /* unsealed: the wire bytes are the payload as is */
   c->state = CONN_CLOSING;
   c->linger = 1;
   c->close_after_flush = 1;
@@ -404,6 +482,10 @@ static void upgrade(rt_conn_t *c, const char *resp, size_t len, size_t head_len)
   srv->totals.connections_total++;
   send_frame(c, f, 1);
   rt_log(RT_LOG_DEBUG, "client=%llu ip=%s connected", (unsigned long long)c->peer.id, c->remote);
+  rt_event_t ev = {.type = RT_EVENT_CONNECTED, .client_id = c->peer.id, .address = c->remote,
+                   .user_id = c->ident.user_id};
+  rt_events_emit(srv, &ev);
+  if (c->state != CONN_OPEN) return; /* a listener closed it */
   /* Frames the client sent right behind its request head. */
   char *head = c->head;
   c->head = NULL;
@@ -449,6 +531,46 @@ static int admit(rt_conn_t *c, const rt_http_request_t *req, char *resp, size_t 
   return RT_EFORBIDDEN;
 }
 
+/*
+ * GET /stats: channels and totals as JSON. With requireAuth on it is only
+ * for holders of an API key (X-API-Key or ?api_key=), as it shows channel
+ * names and activity.
+ */
+static void serve_stats(rt_conn_t *c, const rt_http_request_t *req) {
+  rt_server_t *srv = c->srv;
+  char resp[512];
+  if (srv->cfg.require_auth) {
+    char scratch[1024];
+    rt_credentials_t cr;
+    rt_identity_t id;
+    int r = rt_credentials_extract(req, scratch, sizeof(scratch), &cr);
+    if (r == 0) r = cr.api_key != NULL ? rt_security_check(srv, NULL, 0, cr.api_key, cr.api_key_len,
+                                                         &id, NULL)
+                                       : RT_EAUTHREQ;
+    OPENSSL_cleanse(scratch, sizeof(scratch));
+    if (r != 0) {
+      respond_and_close(c, resp, rt_handshake_error(401, "An API key is required", resp, sizeof(resp)));
+      return;
+    }
+    rt_identity_destroy(&id);
+  }
+  rt_strbuf_t body = {0};
+  rt_frame_t *f = NULL;
+  if (rt_srv_stats_json(srv, &body) == 0) {
+    int n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                     body.len);
+    f = rt_frame_new((size_t)n + body.len);
+    if (f != NULL) {
+      rt_frame_append(f, resp, (size_t)n);
+      rt_frame_append(f, body.p, body.len);
+    }
+  }
+  rt_strbuf_destroy(&body);
+  respond_frame(c, f);
+}
+
 /* Accumulates the request head; once complete, answers it (upgrade, health or an error). */
 static void handle_http(rt_conn_t *c, const char *data, size_t n) {
   rt_server_t *srv = c->srv;
@@ -482,6 +604,9 @@ static void handle_http(rt_conn_t *c, const char *data, size_t n) {
         return;
       }
       break;
+    case RT_HS_STATS:
+      serve_stats(c, &req);
+      return;
     case RT_HS_HEALTH: {
       char body[256];
       health_body(srv, body, sizeof(body));
@@ -510,6 +635,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static int conn_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg) {
+  rt_conn_t *c = conn_of_peer(peer);
+  if (c->state != CONN_OPEN) return 1;
+  return rt_conn_send(c, rt_frame_ref(frame)) == 0 ? 0 : 1;
+}
+
+static int conn_push(rt_peer_t *peer, rt_frame_t *frame) {
   rt_conn_t *c = conn_of_peer(peer);
   if (c->state != CONN_OPEN) return 1;
   return rt_conn_send(c, rt_frame_ref(frame)) == 0 ? 0 : 1;
@@ -550,6 +681,7 @@ void rt_conn_on_accept(uv_stream_t *listener, int status) {
   rt_link_init(&c->pending_link);
   rt_sendq_init(&c->sendq);
   rt_peer_init(&c->peer, &conn_peer_ops, ++srv->next_client_id);
+  snprintf(c->client_id, sizeof(c->client_id), "%llu", (unsigned long long)c->peer.id);
   uv_tcp_init(srv->loop, &c->tcp);
   c->state = CONN_HTTP;
   rt_link_push_back(&srv->conns, &c->all_link);

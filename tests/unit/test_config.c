@@ -62,6 +62,8 @@ static const struct {
     {"shutdownTimeout", "REALTIME_SHUTDOWN_TIMEOUT", NUM},
     {"maxJsonDepth", "REALTIME_MAX_JSON_DEPTH", NUM},
     {"validation.xss", "REALTIME_VALIDATION_XSS", BOOL},
+    {"maxPresenceDataSize", "REALTIME_MAX_PRESENCE_DATA_SIZE", NUM},
+    {"maxPresencePerChannel", "REALTIME_MAX_PRESENCE_PER_CHANNEL", NUM},
 };
 #define KNOWN_COUNT (sizeof(known_keys) / sizeof(known_keys[0]))
 
@@ -255,6 +257,8 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.shutdown_timeout_ms, 5000);
   assert_int_equal(cfg.max_json_depth, 64);
   assert_int_equal(cfg.validate_xss, 1);
+  assert_int_equal(cfg.max_presence_data_size, 4096);
+  assert_int_equal(cfg.max_presence_per_channel, 10000);
   assert_null(cfg.loop);
   rt_errbuf_t err = {""};
   assert_int_equal(rt_config_validate(&cfg, &err), 0);

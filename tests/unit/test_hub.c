@@ -40,6 +40,8 @@ struct fake_peer_s {
   int budget;                     /* how many more times a recursive action may publish */
   int64_t result;                 /* what the action's last hub call returned */
   size_t seen_channels;           /* rt_hub_channel_count() observed by the action */
+  size_t pushed;                  /* push() calls */
+  rt_frame_t *last_push;          /* the last frame pushed (not referenced) */
 };
 
 static const rt_peer_ops_t fake_ops;
@@ -65,7 +67,16 @@ static int fake_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *
   return fp->refuse;
 }
 
-static const rt_peer_ops_t fake_ops = {fake_deliver};
+static int fake_push(rt_peer_t *peer, rt_frame_t *frame) {
+  fake_peer_t *fp = (fake_peer_t *)peer;
+  fp->pushed++;
+  fp->last_push = frame;
+  return fp->refuse;
+}
+
+static const rt_peer_ops_t fake_ops = {fake_deliver, fake_push};
+/* A peer that takes published messages only (like a server-side subscription). */
+static const rt_peer_ops_t deliver_only_ops = {fake_deliver, NULL};
 
 static void fake_init(fake_peer_t *fp, uint64_t id) {
   memset(fp, 0, sizeof(*fp));
@@ -1086,10 +1097,76 @@ static void test_oom_queries(void **state) {
   rt_hub_unsubscribe_all(hub, &a.peer);
 }
 
+
+/* Pushes reach the peers that take them, are not messages, and count no statistics. */
+static void test_push(void **state) {
+  (void)state;
+  fake_peer_t a, b, c;
+  fake_init(&a, 1);
+  fake_init(&b, 2);
+  fake_init(&c, 3);
+  rt_peer_init(&c.peer, &deliver_only_ops, 3);
+  rt_frame_t *f = rt_frame_new(2);
+  rt_frame_append(f, "{}", 2);
+  rt_frame_seal(f, 1);
+  assert_int_equal(rt_hub_push(hub, "room", 4, f), 0); /* no such channel */
+  assert_int_equal(rt_hub_subscribe(hub, &a.peer, "room", 4), 0);
+  assert_int_equal(rt_hub_subscribe(hub, &b.peer, "room", 4), 0);
+  assert_int_equal(rt_hub_subscribe(hub, &c.peer, "room", 4), 0);
+  b.refuse = 1;
+  assert_int_equal(rt_hub_push(hub, "room", 4, f), 1);
+  assert_int_equal(a.pushed, 1);
+  assert_ptr_equal(a.last_push, f);
+  assert_int_equal(b.pushed, 1);
+  assert_int_equal(c.pushed, 0);
+  assert_int_equal(a.received + b.received + c.received, 0);
+  rt_channel_stats_t *st;
+  size_t n;
+  assert_int_equal(rt_hub_channel_stats(hub, "room", &st, &n), 0);
+  assert_int_equal(st[0].messages_published, 0);
+  rt_channel_stats_free(st, n);
+  rt_frame_unref(f);
+  rt_hub_unsubscribe_all(hub, &a.peer);
+  rt_hub_unsubscribe_all(hub, &b.peer);
+  rt_hub_unsubscribe_all(hub, &c.peer);
+}
+
+/* The message rate counts the last minute in 5 s buckets. */
+static void test_message_rate(void **state) {
+  (void)state;
+  fake_peer_t a;
+  fake_init(&a, 1);
+  fake_now = 1000000;
+  assert_int_equal(rt_hub_subscribe(hub, &a.peer, "r", 1), 0);
+  for (int i = 0; i < 60; i++) assert_int_equal(rt_hub_publish(hub, "r", 1, "1", 1, 0), 1);
+  rt_channel_stats_t *st;
+  size_t n;
+  assert_int_equal(rt_hub_channel_stats(hub, "r", &st, &n), 0);
+  assert_true(st[0].message_rate > 0.99 && st[0].message_rate < 1.01); /* 60 in a minute */
+  rt_channel_stats_free(st, n);
+  fake_now += 30000;
+  for (int i = 0; i < 60; i++) rt_hub_publish(hub, "r", 1, "1", 1, 0);
+  assert_int_equal(rt_hub_channel_stats(hub, "r", &st, &n), 0);
+  assert_true(st[0].message_rate > 1.99 && st[0].message_rate < 2.01);
+  rt_channel_stats_free(st, n);
+  fake_now += 40000; /* the first 60 are now older than a minute */
+  assert_int_equal(rt_hub_channel_stats(hub, "r", &st, &n), 0);
+  assert_true(st[0].message_rate > 0.99 && st[0].message_rate < 1.01);
+  rt_channel_stats_free(st, n);
+  fake_now += 600000;
+  assert_int_equal(rt_hub_channel_stats(hub, "r", &st, &n), 0);
+  assert_true(st[0].message_rate == 0.0);
+  rt_channel_stats_free(st, n);
+  fake_release(&a);
+  rt_hub_unsubscribe_all(hub, &a.peer);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
   const struct CMUnitTest tests[] = {
       T(test_subscribe_unsubscribe),
+      T(test_push),
+      T(test_message_rate),
       T(test_names_use_length),
       T(test_publish_encodes_once),
       T(test_publish_to_missing_channel),

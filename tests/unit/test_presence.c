@@ -311,7 +311,7 @@ static void test_entries_per_channel_limit(void **state) {
 
   rt_errbuf_t err = {""};
   assert_int_equal(rt_presence_set(pres, "room", 4, "d", "ud", "1", 1, 4, 4, NULL, NULL, &err),
-                   RT_ELIMIT);
+                   RT_EPRESENCEFULL);
   assert_string_equal(err.msg, "Presence channel full: 3 entries (limit 3)");
   assert_int_equal(count("room"), 3);
   assert_int_equal(rt_presence_total(pres), 3);
@@ -326,7 +326,7 @@ static void test_entries_per_channel_limit(void **state) {
   /* A leave makes room again. */
   assert_int_equal(remove_one("room", "a", NULL), 0);
   assert_int_equal(set("room", "d", NULL, "1", 7, 7), RT_PRESENCE_JOIN);
-  assert_int_equal(set("room", "e", NULL, "1", 8, 8), RT_ELIMIT);
+  assert_int_equal(set("room", "e", NULL, "1", 8, 8), RT_EPRESENCEFULL);
   assert_string_equal(order_of("room"), "b,c,d,");
 }
 

@@ -1107,9 +1107,39 @@ static void test_security_encoders(void **state) {
   }
 }
 
+
+static void test_parse_presence(void **state) {
+  (void)state;
+  rt_cmd_t cmd;
+  rt_errbuf_t err;
+  const char *m = "{\"type\":\"presence\",\"channel\":\"lobby\",\"data\":{\"name\":\"Alice\"},\"id\":1}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), 0);
+  assert_int_equal(cmd.type, RT_CMD_PRESENCE);
+  assert_string_equal(cmd.channel, "lobby");
+  assert_int_equal(cmd.data_len, 16);
+  assert_memory_equal(cmd.data, "{\"name\":\"Alice\"}", 16);
+  m = "{\"type\":\"presence\",\"channel\":\"lobby\"}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), 0);
+  assert_null(cmd.data);
+  m = "{\"type\":\"presence_leave\",\"channel\":\"lobby\",\"id\":2}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), 0);
+  assert_int_equal(cmd.type, RT_CMD_PRESENCE_LEAVE);
+  m = "{\"type\":\"presence_get\",\"channel\":\"lobby\",\"id\":3}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), 0);
+  assert_int_equal(cmd.type, RT_CMD_PRESENCE_GET);
+  m = "{\"type\":\"presence_get\",\"id\":3}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), RT_EMISSING);
+  assert_string_equal(err.msg, "Missing field \"channel\"");
+  m = "{\"type\":\"presence\",\"channel\":\"../x\"}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), RT_ECHANNEL);
+  m = "{\"type\":\"presence\",\"channel\":\"c\",\"data\":\"0123456789\"}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 8, &cmd, &err), RT_ETOOLARGE);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_auth),
+      cmocka_unit_test(test_parse_presence),
       cmocka_unit_test(test_security_encoders),
       cmocka_unit_test(test_json_valid_scalars),
       cmocka_unit_test(test_json_valid_containers),

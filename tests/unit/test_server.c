@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "realtime/realtime.h"
+#include "ws_client.h"
 
 typedef struct {
   int calls;
@@ -260,34 +261,6 @@ static void test_start_reports_address_errors(void **state) {
   rt_server_free(srv);
 }
 
-/* A blocking WebSocket client: handshake, then masked text frames. */
-static void ws_send(int fd, const char *text) {
-  size_t n = strlen(text);
-  unsigned char hdr[8] = {0x81, (unsigned char)(0x80 | n), 1, 2, 3, 4};
-  unsigned char *buf = malloc(6 + n);
-  assert_true(n < 126);
-  memcpy(buf, hdr, 6);
-  for (size_t i = 0; i < n; i++) buf[6 + i] = (unsigned char)text[i] ^ hdr[2 + i % 4];
-  assert_int_equal(write(fd, buf, 6 + n), (ssize_t)(6 + n));
-  free(buf);
-}
-
-/* Reads one unmasked server frame's payload (small frames only). */
-static int ws_recv(int fd, char *out, size_t cap) {
-  unsigned char h[2];
-  if (read(fd, h, 2) != 2) return -1;
-  size_t n = h[1] & 0x7f;
-  assert_true(n < 126 && n < cap);
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, out + got, n - got);
-    if (r <= 0) return -1;
-    got += (size_t)r;
-  }
-  out[n] = '\0';
-  return h[0] & 0x0f;
-}
-
 typedef struct {
   rt_server_t *srv;
   int port;
@@ -379,40 +352,17 @@ typedef struct {
   int frames;
 } batch_run_t;
 
-static int connect_ws(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) return -1;
-  const char *req =
-      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-  if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) return -1;
-  char c;
-  int state = 0; /* matches \r\n\r\n */
-  while (state < 4 && read(fd, &c, 1) == 1) state = (c == "\r\n\r\n"[state]) ? state + 1 : (c == '\r');
-  return state == 4 ? fd : -1;
-}
-
-static size_t mask_frame(unsigned char *out, const char *text) {
-  size_t n = strlen(text);
-  out[0] = 0x81;
-  out[1] = (unsigned char)(0x80 | n);
-  memcpy(out + 2, "\x11\x22\x33\x44", 4);
-  for (size_t i = 0; i < n; i++) out[6 + i] = (unsigned char)text[i] ^ out[2 + i % 4];
-  return 6 + n;
-}
-
 static void *batch_client(void *arg) {
   batch_run_t *br = arg;
-  int fd = connect_ws(br->port);
+  int fd = ws_connect(br->port);
   if (fd < 0) return NULL;
   unsigned char buf[BATCH * 128 + 128];
-  size_t len = mask_frame(buf, "{\"type\":\"subscribe\",\"channel\":\"b\",\"id\":0}");
+  const char *sub = "{\"type\":\"subscribe\",\"channel\":\"b\",\"id\":0}";
+  size_t len = ws_frame(buf, 1, sub, strlen(sub));
   for (int i = 1; i <= BATCH; i++) {
     char cmd[96];
     snprintf(cmd, sizeof(cmd), "{\"type\":\"publish\",\"channel\":\"b\",\"data\":%d,\"id\":%d}", i, i);
-    len += mask_frame(buf + len, cmd);
+    len += ws_frame(buf + len, 1, cmd, strlen(cmd));
   }
   if (write(fd, buf, len) == (ssize_t)len) {
     char payload[128];
