@@ -387,13 +387,14 @@ describe('presence commands', () => {
     const [outsider, member, other] = await Promise.all([connect(srv.url), connect(srv.url), connect(srv.url)]);
     await subscribe(member, CH);
     const copies = new Map([[member, new PresenceCopy(CH, 'member')]]);
-    let r = await act(outsider, presenceCmd(CH, { where: 'outside' }), [member], copies);
+    const r = await act(outsider, presenceCmd(CH, { where: 'outside' }), [member], copies);
     assert.equal(r.push.type, 'presence_join');
     checkEntry(r.push.entry, { data: { where: 'outside' }, t0: r.t0, t1: r.t1, what: 'outsider joins' });
-    r = await act(other, presenceCmd(CH, 'other'), [member], copies);
-    r = await act(member, presenceCmd(CH, 'member'), [member], copies);
-    r = await act(other, presenceCmd(CH, 'other2'), [member], copies);
-    r = await act(other, { type: 'presence_leave', channel: CH, id: nextId++ }, [member], copies);
+    // Traffic the outsider must not see: a join, a subscriber's own join, an update, a leave.
+    await act(other, presenceCmd(CH, 'other'), [member], copies);
+    await act(member, presenceCmd(CH, 'member'), [member], copies);
+    await act(other, presenceCmd(CH, 'other2'), [member], copies);
+    await act(other, { type: 'presence_leave', channel: CH, id: nextId++ }, [member], copies);
     assert.deepEqual(await presenceGet(outsider, CH), copies.get(member).list(), 'the outsider is listed');
     assert.equal(copies.get(member).list().length, 2);
     await other.close();
