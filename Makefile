@@ -19,7 +19,7 @@ build:
 	@cmake --build build/release -j $(JOBS)
 
 run: deps build
-	./build/release/realtimed --host $(HOST) --port $(PORT)
+	./build/release/realtimed --host $(HOST) --port $(PORT) --config config/demo.json
 
 test: test-deps build
 	cd build/release && ctest --output-on-failure -j $(JOBS)

@@ -84,8 +84,13 @@ static void check_syntax_error(const char *msg, size_t len, uint32_t depth, int 
 
 static void check_accepted(const char *msg, size_t len, uint32_t depth, size_t max_data,
                            const rt_cmd_t *cmd) {
-  CHECK(cmd->type >= RT_CMD_SUBSCRIBE && cmd->type <= RT_CMD_AUTH);
-  if (cmd->type == RT_CMD_AUTH) { /* the credential is a string literal inside the message */
+  CHECK(cmd->type >= RT_CMD_SUBSCRIBE && cmd->type <= RT_CMD_QUERY_UNSUBSCRIBE);
+  int literal = cmd->type == RT_CMD_AUTH || cmd->type == RT_CMD_QUERY_SUBSCRIBE ||
+                cmd->type == RT_CMD_QUERY_UNSUBSCRIBE;
+  if (cmd->type == RT_CMD_QUERY_SUBSCRIBE && cmd->data != NULL) /* params: an array or object */
+    CHECK(cmd->data >= msg && (cmd->data[0] == '[' || cmd->data[0] == '{') &&
+          rt_json_validate(cmd->data, cmd->data_len, depth, NULL, NULL, NULL) == 0);
+  if (literal) { /* the name, SQL or credential is a string literal inside the message */
     char out[256];
     CHECK(cmd->cred >= msg && cmd->cred_len >= 2 && cmd->cred <= msg + len - cmd->cred_len);
     CHECK(cmd->cred[0] == '"' && cmd->cred[cmd->cred_len - 1] == '"');
@@ -96,8 +101,12 @@ static void check_accepted(const char *msg, size_t len, uint32_t depth, size_t m
   CHECK(cmd->channel_len == strlen(cmd->channel));
   CHECK(rt_channel_valid(cmd->channel, cmd->channel_len));
   CHECK(rt_json_validate(msg, len, depth, NULL, NULL, NULL) == 0);
-  if (cmd->type != RT_CMD_PUBLISH) {
+  if (cmd->type != RT_CMD_PUBLISH && cmd->type != RT_CMD_PRESENCE) {
     CHECK(cmd->data == NULL);
+    return;
+  }
+  if (cmd->data == NULL) { /* presence without data */
+    CHECK(cmd->type == RT_CMD_PRESENCE);
     return;
   }
   size_t start = 1, vlen = 0;

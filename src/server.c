@@ -81,6 +81,7 @@ int rt_server_new(const rt_config_t *cfg, rt_server_t **out) {
   }
   rt_errbuf_t err = {{0}};
   int r = rt_security_init(srv, &err);
+  if (r == 0) r = rt_live_new(srv, &srv->live, &err);
   if (r != 0) {
     rt_log(RT_LOG_ERROR, "%s", err.msg[0] ? err.msg : rt_strerror(r));
     rt_server_free(srv);
@@ -95,6 +96,7 @@ void rt_server_free(rt_server_t *srv) {
   while (!rt_link_empty(&srv->subs))
     rt_server_unsubscribe(srv, RT_CONTAINER_OF(srv->subs.next, rt_subscription_t, link));
   rt_hub_free(srv->hub);
+  rt_live_free(srv->live);
   rt_presence_free(srv->presence);
   rt_events_free(srv);
   rt_security_free(srv);
@@ -134,6 +136,7 @@ static void finish_stop(rt_server_t *srv) {
   close_handle(srv, (uv_handle_t *)&srv->ping);
   close_handle(srv, (uv_handle_t *)&srv->stop_timer);
   close_handle(srv, (uv_handle_t *)&srv->async);
+  if (srv->live != NULL) close_handle(srv, rt_live_handle(srv->live));
 }
 
 void rt_server_conn_freed(rt_server_t *srv) {
@@ -219,6 +222,10 @@ int rt_server_start(rt_server_t *srv) {
     return r;
   }
   init_handles(srv);
+  if (srv->live != NULL) {
+    rt_live_start(srv->live);
+    srv->handles_open++;
+  }
   srv->state = SRV_RUNNING;
   srv->started_at_ms = rt_wall_ms();
   rt_log(RT_LOG_INFO, "listening on %s:%d%s", srv->host, srv->port, srv->path);
@@ -461,13 +468,47 @@ int rt_srv_stats_json(rt_server_t *srv, rt_strbuf_t *out) {
   rt_channel_stats_free(st, n);
   rt_server_totals_t t;
   rt_server_totals(srv, &t);
+  size_t li, ls;
+  uint64_t le;
+  rt_live_stats(srv->live, &li, &ls, &le);
   k = snprintf(buf, sizeof(buf),
                "],\"totals\":{\"connectionsTotal\":%llu,\"messagesPublished\":%llu,"
                "\"messagesDelivered\":%llu,\"slowConsumersClosed\":%llu,\"protocolErrors\":%llu,"
-               "\"presenceEntries\":%zu}}",
+               "\"presenceEntries\":%zu,\"liveQueries\":{\"instances\":%zu,"
+               "\"subscriptions\":%zu,\"evaluations\":%llu}}}",
                (unsigned long long)t.connections_total, (unsigned long long)t.messages_published,
                (unsigned long long)t.messages_delivered, (unsigned long long)t.slow_consumers_closed,
-               (unsigned long long)t.protocol_errors, rt_presence_total(srv->presence));
+               (unsigned long long)t.protocol_errors, rt_presence_total(srv->presence), li, ls,
+               (unsigned long long)le);
   if (r == 0) r = rt_strbuf_append(out, buf, (size_t)k);
   return r;
+}
+
+/* ------------------------------------------------------------ live queries */
+
+int rt_server_subscribe_query(rt_server_t *srv, uint64_t client_id, const char *sql,
+                              const char *params_json, char sub_id[24]) {
+  rt_conn_t *c = rt_conn_find(srv, client_id);
+  if (c == NULL) return RT_ENOENT;
+  if (sql == NULL) return RT_EINVAL;
+  rt_errbuf_t err = {{0}};
+  int r = rt_live_subscribe(srv->live, c, sql, RT_LIVE_TRUSTED, params_json,
+                            params_json != NULL ? strlen(params_json) : 0, 0, 0, sub_id, &err);
+  if (r != 0) rt_log(RT_LOG_WARN, "subscribe_query for client=%llu: %s",
+                     (unsigned long long)client_id, err.msg);
+  return r;
+}
+
+int rt_server_unsubscribe_query(rt_server_t *srv, const char *sub_id) {
+  for (rt_link_t *l = srv->conns.next; l != &srv->conns; l = l->next) {
+    rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
+    if (c->state == CONN_OPEN && rt_live_unsubscribe(srv->live, c, sub_id) == 0) return 0;
+  }
+  return RT_EQUNKNOWN;
+}
+
+int64_t rt_server_notify_query_update(rt_server_t *srv, const char *sql, const char *rows_json,
+                                      size_t len) {
+  if (sql == NULL || rows_json == NULL) return RT_EINVAL;
+  return rt_live_notify(srv->live, sql, rows_json, len);
 }

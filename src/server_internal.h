@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "errors.h"
 #include "hub.h"
+#include "live.h"
 #include "presence.h"
 #include "proto.h"
 #include "ratelimit.h"
@@ -136,6 +137,7 @@ struct rt_server_s {
   rt_rate_policy_t rate_policy; /* per-client limits from cfg.rate_limit */
   unsigned ticks;           /* tick counter (token expiry is checked every second) */
   rt_presence_t *presence;  /* who is in which channel */
+  rt_live_t *live;          /* live queries; NULL when none are configured */
   rt_listener_t *listeners[RT_EVENT__COUNT]; /* event listeners per type */
   int dispatching;          /* depth of event dispatch (removals are deferred while > 0) */
   char rbuf[65536];         /* loop-wide read buffer (one read is decoded before the next) */

@@ -58,7 +58,12 @@ extern "C" {
   XX(EFORBIDDEN, "forbidden", "Permission denied")                            \
   XX(ERATE, "rate_limited", "Rate limit exceeded: Too many messages sent")    \
   XX(EMESSAGE, "invalid_message", "Message refused by validation")           \
-  XX(EPRESENCEFULL, "presence_full", "Presence channel full")
+  XX(EPRESENCEFULL, "presence_full", "Presence channel full")                \
+  XX(EQUERY, "query_error", "Query failed")                                   \
+  XX(EQREADONLY, "query_not_allowed", "Query not allowed")                    \
+  XX(EQTIMEOUT, "query_timeout", "Query took too long")                       \
+  XX(EQLIMIT, "query_too_large", "Query result too large")                    \
+  XX(EQUNKNOWN, "unknown_query", "Unknown query or subscription")
 
 typedef enum {
   RT_OK = 0,
@@ -99,6 +104,14 @@ typedef struct {
   size_t permission_count;         /* entries in permissions */
 } rt_api_key_config_t;
 
+/* A named live query of the configuration (seed: subscribeToQuery's SQL, by name). */
+typedef struct {
+  const char *name;       /* what clients subscribe to */
+  const char *sql;        /* one read-only statement; $1.., ? or :name parameters */
+  const char *permission; /* needed to subscribe when requireAuth is on, e.g. "read:orders"; NULL = none */
+  const char *key;        /* column identifying a row across refreshes; NULL = derive */
+} rt_query_config_t;
+
 /*
  * The one open struct. rt_config_init() sets the seed's defaults; strings are
  * borrowed and must outlive rt_server_new() (the server copies them).
@@ -138,6 +151,15 @@ typedef struct rt_config_s {
   uint32_t max_json_depth;       /* nesting limit for commands, default 64 */
   int validate_xss;              /* refuse script/HTML injection in published data, default 1 */
   size_t max_presence_data_size; /* bytes of one presence data object, default 4096 */
+  const char *database_path;     /* SQLite file for live queries, default "realtime.db" */
+  uint32_t database_poll_ms;     /* how often commits are looked for, default 50 */
+  const char *database_setup;    /* SQL run once at start (e.g. demo tables), default NULL */
+  const rt_query_config_t *queries; /* named live queries, default none */
+  size_t query_count;            /* entries in queries */
+  int live_allow_raw_sql;        /* clients may send SQL (with query:raw), default 0 */
+  uint32_t live_timeout_ms;      /* time budget of one evaluation, default 1000 */
+  uint32_t live_max_rows;        /* rows of one result, default 10000 */
+  size_t live_max_bytes;         /* bytes of one encoded result, default 1 MiB */
   uint32_t max_presence_per_channel; /* presence entries per channel, default 10000 */
   void *loop;                    /* uv_loop_t * to run on; NULL = server owns one */
 } rt_config_t;
@@ -357,6 +379,31 @@ RT_API int rt_server_on(rt_server_t *srv, rt_event_type_t type, rt_event_cb cb, 
                         rt_listener_t **out);
 /* Removes a listener; the handle is invalid afterwards. NULL is a no-op. */
 RT_API void rt_server_off(rt_server_t *srv, rt_listener_t *listener);
+
+/* ---------------------------------------------------------- live queries */
+
+/*
+ * Subscribes connected client `client_id` to `sql` with `params_json` (an
+ * array or object, borrowed, NULL for none), like the seed's
+ * subscribeToQuery: the client receives the ack with the rows, then a
+ * query_diff or query_result after each change. The SQL is trusted (not
+ * limited by liveQueries.allowRawSql) but must still be one read-only
+ * statement. The subscription id is copied into sub_id. Returns 0, RT_ENOENT
+ * (no such client), RT_EQUNKNOWN (live queries not configured: no database),
+ * RT_EQREADONLY, RT_EQUERY or RT_ENOMEM.
+ */
+RT_API int rt_server_subscribe_query(rt_server_t *srv, uint64_t client_id, const char *sql,
+                                     const char *params_json, char sub_id[24]);
+/* Ends a query subscription by id (seed: unsubscribeFromQuery). 0 or RT_EQUNKNOWN. */
+RT_API int rt_server_unsubscribe_query(rt_server_t *srv, const char *sub_id);
+/*
+ * Pushes `rows_json` (a JSON array of row objects, borrowed) as the result of
+ * every subscription to `sql` (seed: notifyQueryUpdate), for data that lives
+ * outside the server's database. Returns the number of pushes, or
+ * RT_EJSON / RT_EINVAL / RT_ENOMEM.
+ */
+RT_API int64_t rt_server_notify_query_update(rt_server_t *srv, const char *sql,
+                                             const char *rows_json, size_t len);
 
 /* ------------------------------------------------------------ statistics */
 

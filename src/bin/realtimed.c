@@ -218,6 +218,13 @@ static void print_help(void) {
       "ES256 with jwtPublicKeyFile). apiKeys is an array of\n"
       "{\"key\": \"...\", \"name\": \"...\", \"permissions\": [\"read:<pattern>\", ...]}.\n"
       "requireAuth needs jwtSecret, jwtPublicKeyFile or apiKeys. Secrets are never printed.\n"
+      "queries names the live queries clients may subscribe to, by a name of 1-64\n"
+      "[A-Za-z0-9_.:-]: {\"pending_orders\": {\"sql\": \"SELECT id, status FROM orders\n"
+      "WHERE status = $1\", \"permission\": \"read:orders\", \"key\": \"id\"}}; only \"sql\"\n"
+      "is required.\n"
+      "database.path is the SQLite file (default realtime.db, created if missing),\n"
+      "database.setup SQL run once at start; liveQueries.* limit each evaluation\n"
+      "(timeout 1000 ms, maxRows 10000, maxBytes 1048576; allowRawSql off).\n"
       "\n"
       "Exit status: 0 ok, 1 server failure, 2 bad flag or configuration.\n");
 }

@@ -24,12 +24,17 @@
 #define DISCONNECT_MAX 1000u /* largest rateLimit.disconnectAfter multiple */
 #define ALG_LIST_MAX 64      /* every algorithm name, comma-separated, with its NUL */
 #define KEY_NAME_MAX 128     /* longest API key name */
+#define QUERY_NAME_MAX 64    /* longest live query name */
+#define POLL_MAX 60000u      /* database.pollInterval ceiling: a minute between looks for commits */
+#define LIVE_TIMEOUT_MAX 600000u /* ten minutes: the longest one evaluation may run */
+#define LIVE_BYTES_MAX ((uint64_t)256 << 20) /* largest encoded result of one query */
 
 /* How a key is stored in rt_config_t and parsed. */
 typedef enum {
   KIND_STRING,   /* const char *, copied into the store */
   KIND_ALGS,     /* const char * comma list of algorithm names, normalised into the store */
   KIND_API_KEYS, /* rt_api_key_config_t array + count, packed into one store block */
+  KIND_QUERIES,  /* rt_query_config_t array + count from a JSON object, one store block */
   KIND_BOOL,     /* int 0/1 */
   KIND_INT,      /* int within [min, max] */
   KIND_U32,      /* uint32_t within [min, max] */
@@ -38,7 +43,7 @@ typedef enum {
 
 enum {
   FLAG_SECRET = 1,   /* no message shows the value, not even a mistyped number */
-  FLAG_NULLABLE = 2, /* KIND_STRING: NULL (unset) is valid even with a check */
+  FLAG_NULLABLE = 2, /* KIND_STRING, block member: NULL (unset, absent) is valid */
   FLAG_FILE_ONLY = 4 /* no environment variable and no rt_config_set() */
 };
 
@@ -61,9 +66,9 @@ typedef struct {
    flags, 0, 0}
 #define OPT_ALGS(key, field) \
   {key, KIND_ALGS, offsetof(rt_config_t, field), offsetof(rt_config_store_t, field), NULL, 0, 0, 0}
-#define OPT_KEYS(key, field, slot)                                                          \
-  {key, KIND_API_KEYS, offsetof(rt_config_t, field), offsetof(rt_config_store_t, slot), NULL, \
-   FLAG_SECRET | FLAG_FILE_ONLY, 0, 0}
+#define OPT_BLOCK(key, kind, field, slot, flags)                                       \
+  {key, kind, offsetof(rt_config_t, field), offsetof(rt_config_store_t, slot), NULL, \
+   FLAG_FILE_ONLY | (flags), 0, 0}
 #define OPT_BOOL(key, field) {key, KIND_BOOL, offsetof(rt_config_t, field), 0, NULL, 0, 0, 1}
 #define OPT_NUM(key, kind, field, lo, hi) \
   {key, kind, offsetof(rt_config_t, field), 0, NULL, 0, lo, hi}
@@ -101,7 +106,7 @@ static const option_t options[] = {
     OPT_NUM("jwtLeeway", KIND_U32, jwt_leeway_s, 0, LEEWAY_MAX),
     OPT_NUM("authTimeout", KIND_U32, auth_timeout_ms, 1, MS_MAX),
     OPT_NUM("tokenExpiryGrace", KIND_U32, token_grace_ms, 0, MS_MAX),
-    OPT_KEYS("apiKeys", api_keys, api_key_block),
+    OPT_BLOCK("apiKeys", KIND_API_KEYS, api_keys, api_key_block, FLAG_SECRET),
     OPT_NUM("rateLimit.maxConnections", KIND_U32, rate_limit.max_connections, 0, UINT32_MAX),
     OPT_NUM("rateLimit.maxMessagesPerMinute", KIND_U32, rate_limit.max_messages_per_minute, 0,
             UINT32_MAX),
@@ -124,6 +129,14 @@ static const option_t options[] = {
     OPT_BOOL("validation.xss", validate_xss),
     OPT_NUM("maxPresenceDataSize", KIND_SIZE, max_presence_data_size, 1, 1024 * 1024),
     OPT_NUM("maxPresencePerChannel", KIND_U32, max_presence_per_channel, 1, UINT32_MAX),
+    OPT_STR("database.path", database_path, check_nonempty, 0),
+    OPT_NUM("database.pollInterval", KIND_U32, database_poll_ms, 1, POLL_MAX),
+    OPT_STR("database.setup", database_setup, NULL, 0),
+    OPT_BLOCK("queries", KIND_QUERIES, queries, query_block, 0),
+    OPT_BOOL("liveQueries.allowRawSql", live_allow_raw_sql),
+    OPT_NUM("liveQueries.timeout", KIND_U32, live_timeout_ms, 1, LIVE_TIMEOUT_MAX),
+    OPT_NUM("liveQueries.maxRows", KIND_U32, live_max_rows, 1, UINT32_MAX),
+    OPT_NUM("liveQueries.maxBytes", KIND_SIZE, live_max_bytes, 1, LIVE_BYTES_MAX),
 };
 
 #define OPTION_COUNT (sizeof(options) / sizeof(options[0]))
@@ -189,6 +202,15 @@ void rt_config_init(rt_config_t *cfg) {
   cfg->validate_xss = 1;
   cfg->max_presence_data_size = 4096;
   cfg->max_presence_per_channel = 10000;
+  cfg->database_path = "realtime.db";
+  cfg->database_poll_ms = 50;
+  cfg->database_setup = NULL;
+  cfg->queries = NULL;
+  cfg->query_count = 0;
+  cfg->live_allow_raw_sql = 0;
+  cfg->live_timeout_ms = 1000;
+  cfg->live_max_rows = 10000;
+  cfg->live_max_bytes = 1024 * 1024;
   cfg->loop = NULL;
 }
 
@@ -201,6 +223,9 @@ void rt_config_store_destroy(rt_config_store_t *store) {
   rt_free(store->jwt_public_key_file);
   rt_free(store->jwt_algorithms);
   rt_free(store->api_key_block);
+  rt_free(store->database_path);
+  rt_free(store->database_setup);
+  rt_free(store->query_block);
   memset(store, 0, sizeof(*store));
 }
 
@@ -223,7 +248,8 @@ static int is_group(const char *key) {
 static uint64_t key_bit(const option_t *o) { return (uint64_t)1 << (o - options); }
 
 static int owns_storage(const option_t *o) {
-  return o->kind == KIND_STRING || o->kind == KIND_ALGS || o->kind == KIND_API_KEYS;
+  return o->kind == KIND_STRING || o->kind == KIND_ALGS || o->kind == KIND_API_KEYS ||
+         o->kind == KIND_QUERIES;
 }
 
 static char **string_slot(rt_config_store_t *store, const option_t *o) {
@@ -298,7 +324,8 @@ static void stage_number(stage_t *st, const option_t *o, uint64_t v) {
     case KIND_SIZE: *(size_t *)field = (size_t)v; break;
     case KIND_STRING:
     case KIND_ALGS:
-    case KIND_API_KEYS: break;
+    case KIND_API_KEYS:
+    case KIND_QUERIES: break;
   }
   st->store.set_keys |= key_bit(o);
 }
@@ -343,6 +370,11 @@ static int expect_error(const option_t *o, const char *who, const char *got, int
       return rt_errbuf_set(err, RT_ECONFIG,
                            "%s must be an array of {\"key\", \"name\", \"permissions\"} objects "
                            "(got %s)",
+                           who, got);
+    case KIND_QUERIES:
+      return rt_errbuf_set(err, RT_ECONFIG,
+                           "%s must be an object mapping query names to {\"sql\", \"permission\", "
+                           "\"key\"} objects (got %s)",
                            who, got);
     case KIND_BOOL:
       return rt_errbuf_set(err, RT_ECONFIG, "%s must be %s (got %s)", who,
@@ -427,7 +459,7 @@ static int stage_algorithms(stage_t *st, const option_t *o, unsigned set, const 
 static int stage_text(stage_t *st, const option_t *o, const char *text, const char *who,
                       rt_errbuf_t *err) {
   if (o->kind == KIND_STRING) return stage_string(st, o, text, who, err);
-  if (o->kind == KIND_API_KEYS) {
+  if (o->flags & FLAG_FILE_ONLY) {
     return rt_errbuf_set(err, RT_ECONFIG, "%s: \"%s\" can only be set in the config file", who,
                          o->key);
   }
@@ -531,44 +563,52 @@ static int valid_key_text(const char *key) {
   return 1;
 }
 
+/* 1 when name is 1-max characters, each a letter, a digit or one of `punct`. */
+static int valid_name(const char *name, size_t max, const char *punct) {
+  size_t n = name != NULL ? strlen(name) : 0;
+  if (n == 0 || n > max) return 0;
+  for (const char *p = name; *p != '\0'; p++) {
+    int alnum = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9');
+    if (!alnum && strchr(punct, *p) == NULL) return 0;
+  }
+  return 1;
+}
+
 /*
  * The name becomes the user id "apikey:<name>", which "{sub}" patterns put
  * into channel names: so the channel alphabet without separators.
  */
-static int valid_key_name(const char *name) {
-  size_t n = name != NULL ? strlen(name) : 0;
-  if (n == 0 || n > KEY_NAME_MAX) return 0;
-  for (const char *p = name; *p != '\0'; p++) {
-    int alnum = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9');
-    if (!alnum && strchr("_-.@", *p) == NULL) return 0;
-  }
-  return 1;
+static int valid_key_name(const char *name) { return valid_name(name, KEY_NAME_MAX, "_-.@"); }
+
+/* The one wording for a permission that rt_perm_valid refuses; `who` names where it is. */
+static int permission_error(const char *who, const char *perm, rt_errbuf_t *err) {
+  char got[GOT_TEXT_MAX + 8];
+  if (perm != NULL) quote_text(got, sizeof(got), perm);
+  return rt_errbuf_set(err, RT_ECONFIG,
+                       "%s must be \"*\", \"query:raw\", \"read:<pattern>\" or "
+                       "\"write:<pattern>\" (got %s)",
+                       who, perm != NULL ? got : "NULL");
 }
 
 /* Checks the permissions of entry i; `origin` ("" for code-built configs) prefixes messages. */
 static int check_permissions(const rt_api_key_config_t *k, size_t i, const char *origin,
                              rt_errbuf_t *err) {
-  char name[KEY_MAX + 256], got[GOT_TEXT_MAX + 8];
+  char name[KEY_MAX + 256];
   if (k->permission_count > 0 && k->permissions == NULL) {
     item_name(name, sizeof(name), origin, "apiKeys", i, "permissions");
     return rt_errbuf_set(err, RT_ECONFIG, "%s must be set (got NULL with %zu entries)", name,
                          k->permission_count);
   }
   for (size_t j = 0; j < k->permission_count; j++) {
-    const char *perm = k->permissions[j];
-    if (rt_perm_valid(perm)) continue;
+    if (rt_perm_valid(k->permissions[j])) continue;
     permission_name(name, sizeof(name), origin, i, j);
-    if (perm != NULL) quote_text(got, sizeof(got), perm);
-    return rt_errbuf_set(err, RT_ECONFIG,
-                         "%s must be \"*\", \"query:raw\", \"read:<pattern>\" or "
-                         "\"write:<pattern>\" (got %s)",
-                         name, perm != NULL ? got : "NULL");
+    return permission_error(name, k->permissions[j], err);
   }
   return 0;
 }
 
 /*
- * Checks entry i of keys[] on its own (duplicates are find_duplicate_key's).
+ * Checks entry i of keys[] on its own (duplicates are find_duplicate's).
  * Messages name the entry by index and never contain the key text.
  */
 static int check_api_key(const rt_api_key_config_t *keys, size_t i, const char *origin,
@@ -592,44 +632,60 @@ static int check_api_key(const rt_api_key_config_t *keys, size_t i, const char *
   return check_permissions(k, i, origin, err);
 }
 
-/* By key text, then by position in the array, so equal keys sit together, earliest first. */
-static int compare_entries(const void *a, const void *b) {
-  const rt_api_key_config_t *x = *(const rt_api_key_config_t *const *)a;
-  const rt_api_key_config_t *y = *(const rt_api_key_config_t *const *)b;
-  int c = strcmp(x->key, y->key);
-  return c != 0 ? c : (x > y) - (x < y);
+/* One entry's key or name and its position in the array, for finding repeats by sorting. */
+typedef struct {
+  const char *text; /* the text that must be unique */
+  size_t index;     /* position of its entry */
+} indexed_t;
+
+/* By text, then by position, so equal texts sit together, earliest first. */
+static int compare_indexed(const void *a, const void *b) {
+  const indexed_t *x = a, *y = b;
+  int c = strcmp(x->text, y->text);
+  return c != 0 ? c : (x->index > y->index) - (x->index < y->index);
 }
 
 /*
- * Refuses a key given twice, naming the repeat that comes first in the list
- * and the entry it repeats. Sorting pointers to the entries keeps this
- * O(n log n): a file at the size cap holds over 20,000 keys, where comparing
- * every pair took seconds. Needs valid keys (check_api_key first). Returns
- * 0, RT_ECONFIG or RT_ENOMEM.
+ * Refuses a text given twice among n entries `stride` bytes apart (the text
+ * pointer `off` bytes into each), naming the repeat that comes first in the
+ * list and the entry it repeats: `"apiKeys[2].key" is the same key as
+ * "apiKeys[0].key"`. Sorting an index of the entries keeps this O(n log n):
+ * a file at the size cap holds over 20,000 keys, where comparing every pair
+ * took seconds. Needs non-NULL texts (check the entries first). Returns 0,
+ * RT_ECONFIG or RT_ENOMEM.
  */
-static int find_duplicate_key(const rt_api_key_config_t *keys, size_t n, const char *origin,
-                              rt_errbuf_t *err) {
+static int find_duplicate(const void *entries, size_t n, size_t stride, size_t off,
+                          const char *array, const char *member, const char *origin,
+                          rt_errbuf_t *err) {
   if (n < 2) return 0;
-  const rt_api_key_config_t **order = rt_malloc(n * sizeof(*order));
+  indexed_t *order = rt_malloc(n * sizeof(*order));
   if (order == NULL) {
-    return rt_errbuf_set(err, RT_ENOMEM, "%s%s\"apiKeys\": out of memory", origin,
-                         *origin ? ": " : "");
+    return rt_errbuf_set(err, RT_ENOMEM, "%s%s\"%s\": out of memory", origin, *origin ? ": " : "",
+                         array);
   }
-  for (size_t i = 0; i < n; i++) order[i] = &keys[i];
-  qsort(order, n, sizeof(*order), compare_entries);
+  for (size_t i = 0; i < n; i++) {
+    order[i].text = *(const char *const *)((const char *)entries + i * stride + off);
+    order[i].index = i;
+  }
+  qsort(order, n, sizeof(*order), compare_indexed);
   size_t repeat = n, first = 0;
   for (size_t i = 1; i < n; i++) {
-    if (strcmp(order[i - 1]->key, order[i]->key) != 0 || (size_t)(order[i] - keys) >= repeat) {
-      continue;
-    }
-    repeat = (size_t)(order[i] - keys);
-    first = (size_t)(order[i - 1] - keys);
+    if (strcmp(order[i - 1].text, order[i].text) != 0 || order[i].index >= repeat) continue;
+    repeat = order[i].index;
+    first = order[i - 1].index;
   }
   rt_free(order);
   if (repeat == n) return 0;
   char name[KEY_MAX + 256];
-  item_name(name, sizeof(name), origin, "apiKeys", repeat, "key");
-  return rt_errbuf_set(err, RT_ECONFIG, "%s is the same key as \"apiKeys[%zu].key\"", name, first);
+  item_name(name, sizeof(name), origin, array, repeat, member);
+  return rt_errbuf_set(err, RT_ECONFIG, "%s is the same %s as \"%s[%zu].%s\"", name, member, array,
+                       first, member);
+}
+
+static int find_duplicate_key(const rt_api_key_config_t *keys, size_t n, const char *origin,
+                              rt_errbuf_t *err) {
+  return find_duplicate(keys, n, sizeof(*keys), offsetof(rt_api_key_config_t, key), "apiKeys",
+                        "key", origin, err);
 }
 
 static int check_api_keys(const rt_api_key_config_t *keys, size_t n, const char *origin,
@@ -646,7 +702,7 @@ static int check_api_keys(const rt_api_key_config_t *keys, size_t n, const char 
 
 /* Where the next permission pointer and string byte of a block being filled go. */
 typedef struct {
-  const char **ptrs; /* next free permission slot */
+  const char **ptrs; /* next free permission slot; NULL for blocks without arrays (queries) */
   char *chars;       /* next free string byte */
 } packer_t;
 
@@ -675,31 +731,50 @@ static void measure_api_keys(const json_t *arr, size_t *ptr_count, size_t *char_
   }
 }
 
-static const char *pack_string(packer_t *pk, const json_t *v) {
-  size_t n = json_string_length(v);
+/* Copies text[0..n) and a NUL into the block; returns the copy. */
+static const char *pack_chars(packer_t *pk, const char *text, size_t n) {
   char *out = pk->chars;
-  memcpy(out, json_string_value(v), n + 1);
+  memcpy(out, text, n);
+  out[n] = '\0';
   pk->chars += n + 1;
   return out;
 }
 
+static const char *pack_string(packer_t *pk, const json_t *v) {
+  return pack_chars(pk, json_string_value(v), json_string_length(v));
+}
+
 /*
- * Member `member` of entry i, which must be a string; the key's value is
- * described by type only, so a mistyped key never shows up in a message.
+ * Member `member` of a JSON object, which must be a string (or may be absent,
+ * leaving *out as it is, with FLAG_NULLABLE); `who` names it in messages.
+ * With FLAG_SECRET a mistyped value is described by its type only, so a
+ * mistyped API key never shows up in a message.
  */
-static int pack_member(packer_t *pk, const json_t *entry, size_t i, const char *member,
-                       const char *origin, const char **out, rt_errbuf_t *err) {
+static int pack_member(packer_t *pk, const json_t *entry, const char *member, const char *who,
+                       unsigned flags, const char **out, rt_errbuf_t *err) {
   const json_t *v = json_object_get(entry, member);
   if (json_is_string(v)) {
     *out = pack_string(pk, v);
     return 0;
   }
-  char name[KEY_MAX + 256], got[64];
-  item_name(name, sizeof(name), origin, "apiKeys", i, member);
-  if (v == NULL) return rt_errbuf_set(err, RT_ECONFIG, "%s is missing", name);
+  if (v == NULL && (flags & FLAG_NULLABLE)) return 0;
+  if (v == NULL) return rt_errbuf_set(err, RT_ECONFIG, "%s is missing", who);
+  char got[64];
   describe_json(v, 0, got, sizeof(got));
-  return rt_errbuf_set(err, RT_ECONFIG, "%s must be a string (got %s)", name,
-                       strcmp(member, "key") == 0 ? json_type_name(v) : got);
+  return rt_errbuf_set(err, RT_ECONFIG, "%s must be a string (got %s)", who,
+                       (flags & FLAG_SECRET) ? json_type_name(v) : got);
+}
+
+/* The first member of the object `entry` that is not in the NULL-terminated `allowed`, or NULL. */
+static const char *find_unknown_member(const json_t *entry, const char *const *allowed) {
+  const char *member;
+  const json_t *value;
+  json_object_foreach((json_t *)entry, member, value) {
+    size_t i = 0;
+    while (allowed[i] != NULL && strcmp(allowed[i], member) != 0) i++;
+    if (allowed[i] == NULL) return member;
+  }
+  return NULL;
 }
 
 static int pack_permissions(packer_t *pk, const json_t *entry, size_t i, const char *origin,
@@ -734,6 +809,7 @@ static int pack_permissions(packer_t *pk, const json_t *entry, size_t i, const c
  */
 static int pack_api_key(packer_t *pk, rt_api_key_config_t *entries, size_t i, const json_t *entry,
                         const char *origin, rt_errbuf_t *err) {
+  static const char *const members[] = {"key", "name", "permissions", NULL};
   char name[KEY_MAX + 256];
   item_name(name, sizeof(name), origin, "apiKeys", i, NULL);
   if (!json_is_object(entry)) {
@@ -741,21 +817,29 @@ static int pack_api_key(packer_t *pk, rt_api_key_config_t *entries, size_t i, co
                          "%s must be an object with \"key\", \"name\" and \"permissions\" (got %s)",
                          name, json_type_name(entry));
   }
-  const char *member;
-  const json_t *value;
-  json_object_foreach((json_t *)entry, member, value) {
-    if (strcmp(member, "key") != 0 && strcmp(member, "name") != 0 &&
-        strcmp(member, "permissions") != 0) {
-      return rt_errbuf_set(err, RT_ECONFIG,
-                           "%s has an unknown member (allowed: \"key\", \"name\", \"permissions\")",
-                           name);
-    }
+  if (find_unknown_member(entry, members) != NULL) {
+    return rt_errbuf_set(err, RT_ECONFIG,
+                         "%s has an unknown member (allowed: \"key\", \"name\", \"permissions\")",
+                         name);
   }
   rt_api_key_config_t *k = &entries[i];
-  int rc = pack_member(pk, entry, i, "key", origin, &k->key, err);
-  if (rc == 0) rc = pack_member(pk, entry, i, "name", origin, &k->name, err);
+  item_name(name, sizeof(name), origin, "apiKeys", i, "key");
+  int rc = pack_member(pk, entry, "key", name, FLAG_SECRET, &k->key, err);
+  item_name(name, sizeof(name), origin, "apiKeys", i, "name");
+  if (rc == 0) rc = pack_member(pk, entry, "name", name, 0, &k->name, err);
   if (rc == 0) rc = pack_permissions(pk, entry, i, origin, k, err);
   return rc != 0 ? rc : check_api_key(entries, i, origin, err);
+}
+
+/*
+ * Makes `block` (taken; NULL for an empty list) the staged block of key o,
+ * freeing one an earlier key of this load staged.
+ */
+static void stage_block(stage_t *st, const option_t *o, void *block) {
+  char **slot = string_slot(&st->store, o);
+  rt_free(*slot);
+  *slot = block;
+  st->store.set_keys |= key_bit(o);
 }
 
 /*
@@ -785,12 +869,190 @@ static int stage_api_keys(stage_t *st, const option_t *o, const json_t *v, const
       return rc;
     }
   }
-  char **slot = string_slot(&st->store, o);
-  rt_free(*slot);
-  *slot = (char *)entries;
+  stage_block(st, o, entries);
   st->cfg.api_keys = entries;
   st->cfg.api_key_count = n;
-  st->store.set_keys |= key_bit(o);
+  return 0;
+}
+
+/* -------------------------------------------------------------- queries */
+
+#define QUERY_NAME_RULE "1-%d characters of A-Z a-z 0-9 _ . : -"
+
+/*
+ * Clients subscribe to a query by this name and stats report it: the
+ * channel alphabet without '/' and '@', short enough for a log line.
+ */
+static int valid_query_name(const char *name) { return valid_name(name, QUERY_NAME_MAX, "_.:-"); }
+
+/* `origin: "queries.<name>.<member>"`, or without the member when it is NULL. */
+static void query_path(char *who, size_t cap, const char *origin, const char *name,
+                       const char *member) {
+  snprintf(who, cap, "%s%s\"queries.%s%s%s\"", origin, *origin ? ": " : "", name,
+           member != NULL ? "." : "", member != NULL ? member : "");
+}
+
+/* A string member that may not be empty (sql always, key when given); `who` names it. */
+static int nonempty_error(const char *who, const char *value, rt_errbuf_t *err) {
+  return rt_errbuf_set(err, RT_ECONFIG, "%s must be a non-empty string (got %s)", who,
+                       value == NULL ? "NULL" : "\"\"");
+}
+
+/*
+ * Checks entry i of queries[] on its own (repeated names are
+ * find_duplicate's). The name is checked first, by index, so that every
+ * other message can name the entry by its path: "queries.orders.sql".
+ * Whether the SQL prepares, reads only, and has the key column is for the
+ * live query module to find out against the database.
+ */
+static int check_query(const rt_query_config_t *queries, size_t i, const char *origin,
+                       rt_errbuf_t *err) {
+  const rt_query_config_t *q = &queries[i];
+  char name[KEY_MAX + 256], got[GOT_TEXT_MAX + 8];
+  if (!valid_query_name(q->name)) {
+    item_name(name, sizeof(name), origin, "queries", i, "name");
+    if (q->name != NULL) quote_text(got, sizeof(got), q->name);
+    return rt_errbuf_set(err, RT_ECONFIG, "%s must be " QUERY_NAME_RULE " (got %s)", name,
+                         QUERY_NAME_MAX, q->name != NULL ? got : "NULL");
+  }
+  if (q->sql == NULL || q->sql[0] == '\0') {
+    query_path(name, sizeof(name), origin, q->name, "sql");
+    return nonempty_error(name, q->sql, err);
+  }
+  if (q->permission != NULL && !rt_perm_valid(q->permission)) {
+    query_path(name, sizeof(name), origin, q->name, "permission");
+    return permission_error(name, q->permission, err);
+  }
+  if (q->key != NULL && q->key[0] == '\0') {
+    query_path(name, sizeof(name), origin, q->name, "key");
+    return nonempty_error(name, q->key, err);
+  }
+  return 0;
+}
+
+/*
+ * For configs built in code. A file cannot repeat a name: the JSON loader
+ * refuses duplicate object keys before this module sees them.
+ */
+static int check_queries(const rt_query_config_t *queries, size_t n, const char *origin,
+                         rt_errbuf_t *err) {
+  if (n > 0 && queries == NULL) {
+    return rt_errbuf_set(err, RT_ECONFIG, "\"queries\" must be set (got NULL with %zu entries)", n);
+  }
+  for (size_t i = 0; i < n; i++) {
+    int rc = check_query(queries, i, origin, err);
+    if (rc != 0) return rc;
+  }
+  return find_duplicate(queries, n, sizeof(*queries), offsetof(rt_query_config_t, name), "queries",
+                        "name", origin, err);
+}
+
+/* String bytes of the block for a "queries" object: each name and string member with its NUL. */
+static size_t measure_queries(const json_t *obj) {
+  size_t chars = 0;
+  const char *name;
+  json_t *entry;
+  json_object_foreach((json_t *)obj, name, entry) {
+    chars += strlen(name) + 1;
+    chars += string_size(json_object_get(entry, "sql"));
+    chars += string_size(json_object_get(entry, "permission"));
+    chars += string_size(json_object_get(entry, "key"));
+  }
+  return chars;
+}
+
+/* The string members of one query entry: "sql" required, the others may be absent. */
+static int pack_query_members(packer_t *pk, const json_t *entry, const char *origin,
+                              rt_query_config_t *q, rt_errbuf_t *err) {
+  static const struct {
+    const char *member;  /* JSON member name */
+    size_t off;          /* its const char * in rt_query_config_t */
+    unsigned flags;      /* FLAG_NULLABLE: may be absent */
+  } members[] = {
+      {"sql", offsetof(rt_query_config_t, sql), 0},
+      {"permission", offsetof(rt_query_config_t, permission), FLAG_NULLABLE},
+      {"key", offsetof(rt_query_config_t, key), FLAG_NULLABLE},
+  };
+  for (size_t m = 0; m < sizeof(members) / sizeof(members[0]); m++) {
+    char who[KEY_MAX + 256];
+    query_path(who, sizeof(who), origin, q->name, members[m].member);
+    const char **out = (const char **)((char *)q + members[m].off);
+    int rc = pack_member(pk, entry, members[m].member, who, members[m].flags, out, err);
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+/*
+ * Fills entries[i] from member `name` of the "queries" object: an object
+ * with "sql" and optionally "permission" and "key", all strings; then the
+ * rules of check_query(). Messages name the path of what is wrong, and an
+ * unknown member by name, since nothing here is secret.
+ */
+static int pack_query(packer_t *pk, rt_query_config_t *entries, size_t i, const char *name,
+                      const json_t *entry, const char *origin, rt_errbuf_t *err) {
+  static const char *const members[] = {"sql", "permission", "key", NULL};
+  char who[KEY_MAX + 256], got[GOT_TEXT_MAX + 8];
+  if (!valid_query_name(name)) {
+    quote_text(got, sizeof(got), name);
+    return rt_errbuf_set(err, RT_ECONFIG, "%s: \"queries\" names must be " QUERY_NAME_RULE
+                         " (got %s)", origin, QUERY_NAME_MAX, got);
+  }
+  query_path(who, sizeof(who), origin, name, NULL);
+  if (!json_is_object(entry)) {
+    describe_json(entry, 1, got, sizeof(got));
+    return rt_errbuf_set(err, RT_ECONFIG,
+                         "%s must be an object with \"sql\" and optional \"permission\" and "
+                         "\"key\" (got %s)",
+                         who, got);
+  }
+  const char *unknown = find_unknown_member(entry, members);
+  if (unknown != NULL) {
+    quote_text(got, sizeof(got), unknown);
+    return rt_errbuf_set(err, RT_ECONFIG,
+                         "%s has an unknown member %s (allowed: \"sql\", \"permission\", \"key\")",
+                         who, got);
+  }
+  rt_query_config_t *q = &entries[i];
+  q->name = pack_chars(pk, name, strlen(name));
+  int rc = pack_query_members(pk, entry, origin, q, err);
+  return rc != 0 ? rc : check_query(entries, i, origin, err);
+}
+
+/*
+ * queries in the file: an object, so names are unique by construction, packed
+ * like apiKeys into one allocation (entries in file order, then the strings)
+ * that the store frees with one call. An empty object stages no queries.
+ */
+static int stage_queries(stage_t *st, const option_t *o, const json_t *v, const char *origin,
+                         const char *who, rt_errbuf_t *err) {
+  char got[64];
+  if (!json_is_object(v)) {
+    describe_json(v, 0, got, sizeof(got));
+    return expect_error(o, who, got, 0, err);
+  }
+  size_t n = json_object_size(v);
+  rt_query_config_t *entries = NULL;
+  if (n > 0) {
+    entries = rt_calloc(1, n * sizeof(*entries) + measure_queries(v));
+    if (entries == NULL) return rt_errbuf_set(err, RT_ENOMEM, "%s: out of memory", who);
+    packer_t pk = {NULL, (char *)(entries + n)};
+    size_t i = 0;
+    const char *name;
+    json_t *entry;
+    int rc = 0;
+    json_object_foreach((json_t *)v, name, entry) {
+      rc = pack_query(&pk, entries, i++, name, entry, origin, err);
+      if (rc != 0) break;
+    }
+    if (rc != 0) {
+      rt_free(entries);
+      return rc;
+    }
+  }
+  stage_block(st, o, entries);
+  st->cfg.queries = entries;
+  st->cfg.query_count = n;
   return 0;
 }
 
@@ -805,6 +1067,7 @@ static int stage_json(stage_t *st, const option_t *o, const json_t *v, const cha
       break;
     case KIND_ALGS: return stage_json_algorithms(st, o, v, origin, who, err);
     case KIND_API_KEYS: return stage_api_keys(st, o, v, origin, who, err);
+    case KIND_QUERIES: return stage_queries(st, o, v, origin, who, err);
     case KIND_BOOL:
       if (json_is_boolean(v)) {
         stage_number(st, o, json_is_true(v));
@@ -1079,6 +1342,7 @@ static int validate_option(const rt_config_t *cfg, const option_t *o, const char
       quote_text(got, sizeof(got), cfg->jwt_algorithms);
       return expect_error(o, who, got, 1, err);
     case KIND_API_KEYS: return check_api_keys(cfg->api_keys, cfg->api_key_count, "", err);
+    case KIND_QUERIES: return check_queries(cfg->queries, cfg->query_count, "", err);
     case KIND_BOOL: return 0;
     default:
       if (number_in_range(cfg, o, got, sizeof(got))) return 0;

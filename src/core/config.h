@@ -18,10 +18,13 @@
  *
  * Value kinds: strings, booleans, ranged integers, the algorithm list
  * jwtAlgorithms (a JSON array of names in the file, a comma list in the
- * environment, stored as a normalised comma list such as "HS256,RS256") and
- * apiKeys, an array of {"key", "name", "permissions"} objects read from the
- * file only. Secrets (jwtSecret, apiKeys[].key) never appear in a message,
- * not even as a mistyped number or in a JSON syntax error.
+ * environment, stored as a normalised comma list such as "HS256,RS256"), and
+ * two read from the file only: apiKeys, an array of {"key", "name",
+ * "permissions"} objects, and queries, an object mapping each live query's
+ * name to {"sql", "permission", "key"} (only "sql" required), whose messages
+ * name the path ("queries.pending_orders.sql"). Secrets (jwtSecret,
+ * apiKeys[].key) never appear in a message, not even as a mistyped number or
+ * in a JSON syntax error.
  */
 #ifndef RT_CORE_CONFIG_H
 #define RT_CORE_CONFIG_H
@@ -49,6 +52,10 @@ typedef struct {
   char *jwt_algorithms;      /* normalised list behind cfg->jwt_algorithms, else NULL */
   char *api_key_block;       /* one allocation behind cfg->api_keys: entries, then permission
                                 arrays, then strings; NULL when unset or empty */
+  char *database_path;       /* copy behind cfg->database_path when a loader set it, else NULL */
+  char *database_setup;      /* copy behind cfg->database_setup when a loader set it, else NULL */
+  char *query_block;         /* one allocation behind cfg->queries: entries, then strings;
+                                NULL when unset or empty */
   uint64_t set_keys;         /* bit i: key rt_config_key(i) was set by a successful loader */
 } rt_config_store_t;
 
@@ -79,7 +86,8 @@ int rt_config_load_file(rt_config_store_t *store, rt_config_t *cfg, const char *
  * "NAME=value" array such as `environ`, borrowed; the first definition of a
  * name wins, as with getenv). Values are parsed as by rt_config_set(), and
  * errors name the variable. Unknown REALTIME_* names are ignored here (see
- * rt_config_key_for_env), and so is apiKeys, which has no variable.
+ * rt_config_key_for_env), and so are apiKeys and queries, which have no
+ * variable.
  * Returns 0, RT_ECONFIG or RT_ENOMEM.
  */
 int rt_config_apply_env(rt_config_store_t *store, rt_config_t *cfg, char *const *envp,
@@ -90,8 +98,8 @@ int rt_config_apply_env(rt_config_store_t *store, rt_config_t *cfg, char *const 
  * booleans true/false/1/0, integers as unsigned decimal within the key's
  * range, jwtAlgorithms as a comma list. `source` (e.g. "--port") names the
  * value in messages: `--port must be an integer 0-65535 (got "x")`.
- * Returns 0, RT_ECONFIG (also for an unknown key and for apiKeys, which only
- * the file sets) or RT_ENOMEM.
+ * Returns 0, RT_ECONFIG (also for an unknown key and for apiKeys and
+ * queries, which only the file sets) or RT_ENOMEM.
  */
 int rt_config_set(rt_config_store_t *store, rt_config_t *cfg, const char *key, const char *value,
                   const char *source, rt_errbuf_t *err);
@@ -110,15 +118,19 @@ void rt_config_resolve(const rt_config_store_t *store, rt_config_t *cfg);
  * non-empty, path starting with '/' with no blanks, controls, '?' or '#',
  * jwtPublicKeyFile non-empty when set, jwtAlgorithms a list of known names,
  * every API key well formed (key: visible ASCII, unique; name: 1-128 of
- * [A-Za-z0-9_.@-]; permissions: rt_perm_valid) and maxPublishSize <=
- * maxMessageSize. Across keys: requireAuth needs jwtSecret, jwtPublicKeyFile
- * or at least one API key; a listed HS* algorithm needs jwtSecret and
- * RS256/ES256 need jwtPublicKeyFile (an empty string counts as unset).
- * Messages name the keys (`"jwtSecret", "jwtPublicKeyFile" or "apiKeys" must
- * be set when "requireAuth" is true`, `"apiKeys[1].permissions[0]" must be
- * ...`) and never a secret. Whether the key file can be read and parsed is
- * for the server to find out when it starts. Returns 0, RT_ECONFIG, or
- * RT_ENOMEM when the duplicate-key check cannot sort its index of the keys.
+ * [A-Za-z0-9_.@-]; permissions: rt_perm_valid), database.path non-empty,
+ * every query well formed (name: 1-64 of [A-Za-z0-9_.:-], unique; sql
+ * non-empty; permission NULL or rt_perm_valid; key NULL or non-empty) and
+ * maxPublishSize <= maxMessageSize. Across keys: requireAuth needs
+ * jwtSecret, jwtPublicKeyFile or at least one API key; a listed HS*
+ * algorithm needs jwtSecret and RS256/ES256 need jwtPublicKeyFile (an empty
+ * string counts as unset). Messages name the keys (`"jwtSecret",
+ * "jwtPublicKeyFile" or "apiKeys" must be set when "requireAuth" is true`,
+ * `"apiKeys[1].permissions[0]" must be ...`, `"queries.orders.sql" must be
+ * ...`) and never a secret. Whether the key file can be read and parsed, or
+ * the SQL prepared, is for the server to find out when it starts. Returns 0,
+ * RT_ECONFIG, or RT_ENOMEM when a duplicate check cannot sort its index of
+ * the API keys or query names.
  */
 int rt_config_validate(const rt_config_t *cfg, rt_errbuf_t *err);
 
@@ -128,7 +140,7 @@ const char *rt_config_key(size_t i);
 /*
  * Writes the environment variable name of `key` ("REALTIME_PING_INTERVAL")
  * into buf. Returns 0, RT_ENOENT for an unknown key or one set from the file
- * only (apiKeys), RT_EINVAL if cap is too small.
+ * only (apiKeys, queries), RT_EINVAL if cap is too small.
  */
 int rt_config_env_name(const char *key, char *buf, size_t cap);
 

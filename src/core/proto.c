@@ -424,8 +424,10 @@ int rt_json_validate(const char *p, size_t len, uint32_t max_depth, size_t *star
 
 /* ------------------------------------------------------------------ commands */
 
-enum { F_TYPE, F_ID, F_CHANNEL, F_DATA, F_TOKEN, F_APIKEY, F_COUNT };
-static const char *const field_names[F_COUNT] = {"type", "id", "channel", "data", "token", "apiKey"};
+enum { F_TYPE, F_ID, F_CHANNEL, F_DATA, F_TOKEN, F_APIKEY, F_QUERY, F_SQL, F_PARAMS, F_SUB, F_COUNT };
+static const char *const field_names[F_COUNT] = {"type",  "id",  "channel", "data",
+                                                 "token", "apiKey", "query", "sql",
+                                                 "params", "subscription"};
 
 /* Where the value of a known member lies in the message. */
 struct field {
@@ -495,7 +497,7 @@ static int scan_command(struct scanner *s, struct field *fields, rt_cmd_t *cmd) 
   skip_ws(s);
   int c = peek(s);
   while (c != '}') {
-    char name[8];
+    char name[16]; /* longer than every known key, so a longer name is unknown */
     struct decoded key = {name, sizeof(name), 0, 0};
     skip_ws(s);
     size_t key_at = s->pos;
@@ -625,7 +627,8 @@ static int check_type(const char *msg, size_t len, const struct field *f, rt_cmd
   static const struct { const char *name; rt_cmd_type_t type; } types[] = {
       {"subscribe", RT_CMD_SUBSCRIBE}, {"unsubscribe", RT_CMD_UNSUBSCRIBE},
       {"publish", RT_CMD_PUBLISH}, {"auth", RT_CMD_AUTH}, {"presence", RT_CMD_PRESENCE},
-      {"presence_leave", RT_CMD_PRESENCE_LEAVE}, {"presence_get", RT_CMD_PRESENCE_GET}};
+      {"presence_leave", RT_CMD_PRESENCE_LEAVE}, {"presence_get", RT_CMD_PRESENCE_GET},
+      {"query_subscribe", RT_CMD_QUERY_SUBSCRIBE}, {"query_unsubscribe", RT_CMD_QUERY_UNSUBSCRIBE}};
   if (!f->present) return rt_errbuf_set(err, RT_EMISSING, "Missing field \"type\"");
   if (msg[f->start] != '"') return rt_errbuf_set(err, RT_EFIELD, "Field \"type\" must be a string");
   char buf[2 * TYPE_SHOWN_MAX];
@@ -686,6 +689,34 @@ static int check_cred(const char *msg, const struct field *fields, rt_cmd_t *cmd
   return 0;
 }
 
+/* A required string member, returned as its literal (quotes included). */
+static int check_literal(const char *msg, const struct field *f, const char *name,
+                         const char **lit, size_t *len, rt_errbuf_t *err) {
+  if (!f->present) return rt_errbuf_set(err, RT_EMISSING, "Missing field \"%s\"", name);
+  if (msg[f->start] != '"')
+    return rt_errbuf_set(err, RT_EFIELD, "Field \"%s\" must be a string", name);
+  *lit = msg + f->start;
+  *len = f->len;
+  return 0;
+}
+
+/* query_subscribe: exactly one of "query" (a name) and "sql"; "params" an array or object. */
+static int check_query(const char *msg, const struct field *fields, rt_cmd_t *cmd,
+                       rt_errbuf_t *err) {
+  const struct field *q = &fields[F_QUERY], *sql = &fields[F_SQL], *p = &fields[F_PARAMS];
+  if (q->present && sql->present)
+    return rt_errbuf_set(err, RT_EFIELD, "Send either \"query\" or \"sql\", not both");
+  cmd->cred_is_key = sql->present; /* 1: raw SQL */
+  int rc = check_literal(msg, sql->present ? sql : q, sql->present ? "sql" : "query", &cmd->cred,
+                         &cmd->cred_len, err);
+  if (rc != 0) return rc;
+  if (p->present && msg[p->start] != '[' && msg[p->start] != '{')
+    return rt_errbuf_set(err, RT_EFIELD, "Field \"params\" must be an array or an object");
+  cmd->data = p->present ? msg + p->start : NULL;
+  cmd->data_len = p->present ? p->len : 0;
+  return 0;
+}
+
 long rt_proto_decode_string(const char *lit, size_t len, char *out, size_t cap) {
   struct field f = {1, 0, len};
   struct decoded d = {out, cap, 0, 0};
@@ -710,6 +741,9 @@ int rt_proto_parse(const char *msg, size_t len, uint32_t max_depth, size_t max_d
   if (rc == 0 && fields[F_ID].present && !cmd->has_id)
     rc = rt_errbuf_set(err, RT_EFIELD, "Field \"id\" must be an integer");
   if (rc == 0 && cmd->type == RT_CMD_AUTH) return check_cred(msg, fields, cmd, err);
+  if (rc == 0 && cmd->type == RT_CMD_QUERY_SUBSCRIBE) return check_query(msg, fields, cmd, err);
+  if (rc == 0 && cmd->type == RT_CMD_QUERY_UNSUBSCRIBE)
+    return check_literal(msg, &fields[F_SUB], "subscription", &cmd->cred, &cmd->cred_len, err);
   if (rc == 0) rc = check_channel(msg, len, &fields[F_CHANNEL], cmd, err);
   if (rc == 0 && (cmd->type == RT_CMD_PUBLISH ||
                   (cmd->type == RT_CMD_PRESENCE && fields[F_DATA].present)))

@@ -25,6 +25,8 @@ typedef enum {
   RT_CMD_PRESENCE,       /* enter or update presence ("data" optional) */
   RT_CMD_PRESENCE_LEAVE, /* leave presence */
   RT_CMD_PRESENCE_GET,   /* list presence */
+  RT_CMD_QUERY_SUBSCRIBE,   /* live query: cred = "query" name or "sql" literal, data = params */
+  RT_CMD_QUERY_UNSUBSCRIBE, /* live query: cred = "subscription" literal */
 } rt_cmd_type_t;
 
 typedef struct {
@@ -35,9 +37,10 @@ typedef struct {
   size_t channel_len;
   const char *data;                   /* publish, presence: exact bytes of "data" (NULL if absent), */
   size_t data_len;                    /*   pointing into the parsed message */
-  const char *cred;                   /* auth: the "token" or "apiKey" JSON string literal */
-  size_t cred_len;                    /*   (quotes included; rt_proto_decode_string it) */
-  int cred_is_key;                    /* auth: 1 for "apiKey", 0 for "token" */
+  const char *cred;                   /* auth: "token"/"apiKey"; query_subscribe: "query"/"sql"; */
+  size_t cred_len;                    /*   query_unsubscribe: "subscription" - a JSON string */
+                                      /*   literal, quotes included (rt_proto_decode_string it) */
+  int cred_is_key;                    /* auth: 1 for "apiKey"; query_subscribe: 1 for "sql" */
 } rt_cmd_t;
 
 /*

@@ -58,6 +58,7 @@ static void set_deadline(rt_conn_t *c, rt_link_t *list, uint64_t after_ms) {
 /* A client that completed the upgrade leaves: its presence goes, listeners hear of it. */
 static void leave_everything(rt_conn_t *c) {
   rt_hub_unsubscribe_all(c->srv->hub, &c->peer);
+  rt_live_drop_owner(c->srv->live, c);
   if (c->connected_at_ms == 0) return;
   rt_srv_presence_drop_client(c->srv, c->client_id);
 }
@@ -295,11 +296,43 @@ static void do_presence_get(rt_conn_t *c, const rt_cmd_t *cmd) {
                                        cmd->id));
 }
 
+/*
+ * query_subscribe: the ack (subscription id, columns, rows) comes from the
+ * live-query layer, at once when the result is cached, else after the
+ * first evaluation on the worker; errors found before that are replied here.
+ */
+static void do_query_subscribe(rt_conn_t *c, const rt_cmd_t *cmd) {
+  char text[64 * 1024];
+  rt_errbuf_t err;
+  err.msg[0] = '\0';
+  long n = rt_proto_decode_string(cmd->cred, cmd->cred_len, text, sizeof(text));
+  if (n < 0 || memchr(text, '\0', (size_t)n) != NULL) {
+    reply_error(c, cmd, RT_EQUERY, n < 0 ? "Query text too long (64 KiB at most)" : "NUL in query");
+    return;
+  }
+  text[n] = '\0';
+  int r = rt_live_subscribe(c->srv->live, c, text, cmd->cred_is_key ? RT_LIVE_RAW : RT_LIVE_NAMED,
+                            cmd->data, cmd->data_len, cmd->has_id, cmd->id, NULL, &err);
+  if (r != 0) reply_error(c, cmd, r, err.msg);
+}
+
+static void do_query_unsubscribe(rt_conn_t *c, const rt_cmd_t *cmd) {
+  char id[64];
+  long n = rt_proto_decode_string(cmd->cred, cmd->cred_len, id, sizeof(id) - 1);
+  if (n >= 0) id[n] = '\0';
+  if (n < 0 || rt_live_unsubscribe(c->srv->live, c, id) != 0) {
+    reply_error(c, cmd, RT_EQUNKNOWN, "Unknown query subscription");
+    return;
+  }
+  rt_conn_send(c, rt_proto_ack(cmd->has_id, cmd->id, -1));
+}
+
 static const rt_rate_op_t op_of[] = {
     [RT_CMD_SUBSCRIBE] = RT_RATE_SUBSCRIBE, [RT_CMD_UNSUBSCRIBE] = RT_RATE_MESSAGE,
     [RT_CMD_PUBLISH] = RT_RATE_PUBLISH,     [RT_CMD_AUTH] = RT_RATE_MESSAGE,
     [RT_CMD_PRESENCE] = RT_RATE_PRESENCE,   [RT_CMD_PRESENCE_LEAVE] = RT_RATE_MESSAGE,
     [RT_CMD_PRESENCE_GET] = RT_RATE_PRESENCE,
+    [RT_CMD_QUERY_SUBSCRIBE] = RT_RATE_QUERY, [RT_CMD_QUERY_UNSUBSCRIBE] = RT_RATE_MESSAGE,
 };
 
 /*
@@ -350,6 +383,12 @@ static void handle_command(rt_conn_t *c, const char *msg, size_t len) {
       break;
     case RT_CMD_PRESENCE_GET:
       do_presence_get(c, &cmd);
+      break;
+    case RT_CMD_QUERY_SUBSCRIBE:
+      do_query_subscribe(c, &cmd);
+      break;
+    case RT_CMD_QUERY_UNSUBSCRIBE:
+      do_query_unsubscribe(c, &cmd);
       break;
   }
 }

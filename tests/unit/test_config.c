@@ -21,7 +21,7 @@
 #define ORIGIN "cfg.json"
 
 /* What a key holds, for tests that treat every key of one kind alike. */
-typedef enum { NUM, STR, BOOL, LIST, KEYS } key_kind_t;
+typedef enum { NUM, STR, BOOL, LIST, KEYS, QUERIES } key_kind_t;
 
 /*
  * Every key with its variable (NULL: file only) and kind, as the briefs name
@@ -64,6 +64,14 @@ static const struct {
     {"validation.xss", "REALTIME_VALIDATION_XSS", BOOL},
     {"maxPresenceDataSize", "REALTIME_MAX_PRESENCE_DATA_SIZE", NUM},
     {"maxPresencePerChannel", "REALTIME_MAX_PRESENCE_PER_CHANNEL", NUM},
+    {"database.path", "REALTIME_DATABASE_PATH", STR},
+    {"database.pollInterval", "REALTIME_DATABASE_POLL_INTERVAL", NUM},
+    {"database.setup", "REALTIME_DATABASE_SETUP", STR},
+    {"queries", NULL, QUERIES},
+    {"liveQueries.allowRawSql", "REALTIME_LIVE_QUERIES_ALLOW_RAW_SQL", BOOL},
+    {"liveQueries.timeout", "REALTIME_LIVE_QUERIES_TIMEOUT", NUM},
+    {"liveQueries.maxRows", "REALTIME_LIVE_QUERIES_MAX_ROWS", NUM},
+    {"liveQueries.maxBytes", "REALTIME_LIVE_QUERIES_MAX_BYTES", NUM},
 };
 #define KNOWN_COUNT (sizeof(known_keys) / sizeof(known_keys[0]))
 
@@ -71,6 +79,10 @@ static const struct {
 #define SECRET "s3cret"
 #define KEY_A "KEYA-7f3e9c1d"
 #define KEY_B "KEYB-0b5a2e44"
+
+/* database.setup and the first query of the fixtures. */
+#define SETUP_SQL "CREATE TABLE IF NOT EXISTS orders(id INTEGER PRIMARY KEY, status TEXT)"
+#define ORDERS_SQL "SELECT id, status, total FROM orders WHERE status = $1"
 
 static const char full_json[] =
     "{\n"
@@ -90,7 +102,18 @@ static const char full_json[] =
     "                \"disconnectAfter\": 3},\n"
     "  \"maxMessageSize\": 2097152, \"maxPublishSize\": 1048576, \"maxSubscriptions\": 50,\n"
     "  \"maxQueuedBytes\": 8388608, \"maxHeaderSize\": 16384, \"handshakeTimeout\": 3000,\n"
-    "  \"shutdownTimeout\": 0, \"maxJsonDepth\": 16, \"validation\": {\"xss\": false}\n"
+    "  \"shutdownTimeout\": 0, \"maxJsonDepth\": 16, \"validation\": {\"xss\": false},\n"
+    "  \"maxPresenceDataSize\": 2048, \"maxPresencePerChannel\": 99,\n"
+    "  \"database\": {\"path\": \"/var/lib/realtime/live.db\", \"pollInterval\": 20,\n"
+    "               \"setup\": \"" SETUP_SQL "\"},\n"
+    "  \"queries\": {\n"
+    "    \"pending_orders\": {\"sql\": \"" ORDERS_SQL "\",\n"
+    "                       \"permission\": \"read:orders\"},\n"
+    "    \"top.users:v2-x\": {\"key\": \"user_id\",\n"
+    "                       \"sql\": \"SELECT user_id, score FROM users\"}\n"
+    "  },\n"
+    "  \"liveQueries\": {\"allowRawSql\": true, \"timeout\": 250, \"maxRows\": 500,\n"
+    "                  \"maxBytes\": 65536}\n"
     "}\n";
 
 static void assert_contains(const char *haystack, const char *needle) {
@@ -130,6 +153,17 @@ static void assert_config_same(const rt_config_t *a, const rt_config_t *b) {
   assert_int_equal(a->shutdown_timeout_ms, b->shutdown_timeout_ms);
   assert_int_equal(a->max_json_depth, b->max_json_depth);
   assert_int_equal(a->validate_xss, b->validate_xss);
+  assert_int_equal(a->max_presence_data_size, b->max_presence_data_size);
+  assert_int_equal(a->max_presence_per_channel, b->max_presence_per_channel);
+  assert_ptr_equal(a->database_path, b->database_path);
+  assert_int_equal(a->database_poll_ms, b->database_poll_ms);
+  assert_ptr_equal(a->database_setup, b->database_setup);
+  assert_ptr_equal(a->queries, b->queries);
+  assert_int_equal(a->query_count, b->query_count);
+  assert_int_equal(a->live_allow_raw_sql, b->live_allow_raw_sql);
+  assert_int_equal(a->live_timeout_ms, b->live_timeout_ms);
+  assert_int_equal(a->live_max_rows, b->live_max_rows);
+  assert_int_equal(a->live_max_bytes, b->live_max_bytes);
   assert_ptr_equal(a->loop, b->loop);
 }
 
@@ -146,6 +180,20 @@ static void assert_full_api_keys(const rt_config_t *cfg) {
   assert_string_equal(cfg->api_keys[1].name, "ops");
   assert_int_equal(cfg->api_keys[1].permission_count, 0);
   assert_null(cfg->api_keys[1].permissions);
+}
+
+/* The two queries of full_json, in file order; absent members are NULL. */
+static void assert_full_queries(const rt_config_t *cfg) {
+  assert_int_equal(cfg->query_count, 2);
+  assert_non_null(cfg->queries);
+  assert_string_equal(cfg->queries[0].name, "pending_orders");
+  assert_string_equal(cfg->queries[0].sql, ORDERS_SQL);
+  assert_string_equal(cfg->queries[0].permission, "read:orders");
+  assert_null(cfg->queries[0].key);
+  assert_string_equal(cfg->queries[1].name, "top.users:v2-x");
+  assert_string_equal(cfg->queries[1].sql, "SELECT user_id, score FROM users");
+  assert_null(cfg->queries[1].permission);
+  assert_string_equal(cfg->queries[1].key, "user_id");
 }
 
 static void assert_full_config(const rt_config_t *cfg) {
@@ -178,6 +226,15 @@ static void assert_full_config(const rt_config_t *cfg) {
   assert_int_equal(cfg->shutdown_timeout_ms, 0);
   assert_int_equal(cfg->max_json_depth, 16);
   assert_int_equal(cfg->validate_xss, 0);
+  assert_int_equal(cfg->max_presence_data_size, 2048);
+  assert_int_equal(cfg->max_presence_per_channel, 99);
+  assert_string_equal(cfg->database_path, "/var/lib/realtime/live.db");
+  assert_int_equal(cfg->database_poll_ms, 20);
+  assert_string_equal(cfg->database_setup, SETUP_SQL);
+  assert_int_equal(cfg->live_allow_raw_sql, 1);
+  assert_int_equal(cfg->live_timeout_ms, 250);
+  assert_int_equal(cfg->live_max_rows, 500);
+  assert_int_equal(cfg->live_max_bytes, 65536);
 }
 
 /* No message may carry a secret of the fixtures (jwtSecret, API keys). */
@@ -259,6 +316,15 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.validate_xss, 1);
   assert_int_equal(cfg.max_presence_data_size, 4096);
   assert_int_equal(cfg.max_presence_per_channel, 10000);
+  assert_string_equal(cfg.database_path, "realtime.db");
+  assert_int_equal(cfg.database_poll_ms, 50);
+  assert_null(cfg.database_setup);
+  assert_null(cfg.queries);
+  assert_int_equal(cfg.query_count, 0);
+  assert_int_equal(cfg.live_allow_raw_sql, 0);
+  assert_int_equal(cfg.live_timeout_ms, 1000);
+  assert_int_equal(cfg.live_max_rows, 10000);
+  assert_int_equal(cfg.live_max_bytes, 1024 * 1024);
   assert_null(cfg.loop);
   rt_errbuf_t err = {""};
   assert_int_equal(rt_config_validate(&cfg, &err), 0);
@@ -280,6 +346,9 @@ static void test_key_table_matches_env_names(void **state) {
     assert_string_equal(rt_config_key_for_env(known_keys[i].env), known_keys[i].key);
   }
   assert_null(rt_config_key_for_env("REALTIME_API_KEYS"));
+  assert_null(rt_config_key_for_env("REALTIME_QUERIES"));
+  assert_null(rt_config_key_for_env("REALTIME_DATABASE"));
+  assert_null(rt_config_key_for_env("REALTIME_LIVE_QUERIES"));
   assert_null(rt_config_key_for_env("REALTIME_VALIDATION"));
   char small[8];
   assert_int_equal(rt_config_env_name("port", small, sizeof(small)), RT_EINVAL);
@@ -299,12 +368,16 @@ static void test_every_key_parsed(void **state) {
   assert_int_equal(load(&store, &cfg, full_json, &err), 0);
   assert_full_config(&cfg);
   assert_full_api_keys(&cfg);
+  assert_full_queries(&cfg);
   assert_ptr_equal(cfg.host, store.host);
   assert_ptr_equal(cfg.path, store.path);
   assert_ptr_equal(cfg.jwt_secret, store.jwt_secret);
   assert_ptr_equal(cfg.jwt_public_key_file, store.jwt_public_key_file);
   assert_ptr_equal(cfg.jwt_algorithms, store.jwt_algorithms);
   assert_ptr_equal(cfg.api_keys, store.api_key_block);
+  assert_ptr_equal(cfg.database_path, store.database_path);
+  assert_ptr_equal(cfg.database_setup, store.database_setup);
+  assert_ptr_equal(cfg.queries, store.query_block);
   assert_int_equal(rt_config_validate(&cfg, &err), 0);
   rt_config_store_destroy(&store);
 }
@@ -325,11 +398,16 @@ static void test_partial_file_keeps_defaults(void **state) {
   rt_config_store_destroy(&store);
 }
 
-/* An object fits no key (groups are not keys), so each must refuse one, naming itself. */
+/*
+ * An object fits no key (groups are not keys) except queries, which is one,
+ * so each must refuse an object (queries an array), naming itself.
+ */
 static void test_every_key_rejects_wrong_type(void **state) {
   for (size_t i = 0; i < KNOWN_COUNT; i++) {
     char json[160], want[160];
-    json_for_key(known_keys[i].key, "{\"a\": 1}", json, sizeof(json));
+    int object_kind = known_keys[i].kind == QUERIES;
+    json_for_key(known_keys[i].key, object_kind ? "[{\"a\": 1}]" : "{\"a\": 1}", json,
+                 sizeof(json));
     snprintf(want, sizeof(want), ORIGIN ": \"%s\" must be ", known_keys[i].key);
     rt_config_store_t store;
     rt_config_t cfg, before;
@@ -339,7 +417,7 @@ static void test_every_key_rejects_wrong_type(void **state) {
     before = cfg;
     assert_int_equal(load(&store, &cfg, json, &err), RT_ECONFIG);
     assert_contains(err.msg, want);
-    assert_contains(err.msg, "(got an object)");
+    assert_contains(err.msg, object_kind ? "(got an array)" : "(got an object)");
     assert_config_same(&cfg, &before);
     rt_config_store_destroy(&store);
   }
@@ -509,6 +587,16 @@ static void test_env_every_variable(void **state) {
       "REALTIME_SHUTDOWN_TIMEOUT=0",
       "REALTIME_MAX_JSON_DEPTH=16",
       "REALTIME_VALIDATION_XSS=false",
+      "REALTIME_MAX_PRESENCE_DATA_SIZE=2048",
+      "REALTIME_MAX_PRESENCE_PER_CHANNEL=99",
+      "REALTIME_DATABASE_PATH=/var/lib/realtime/live.db",
+      "REALTIME_DATABASE_POLL_INTERVAL=20",
+      "REALTIME_DATABASE_SETUP=" SETUP_SQL,
+      "REALTIME_QUERIES={\"q\": {\"sql\": \"SELECT 1\"}}",
+      "REALTIME_LIVE_QUERIES_ALLOW_RAW_SQL=1",
+      "REALTIME_LIVE_QUERIES_TIMEOUT=250",
+      "REALTIME_LIVE_QUERIES_MAX_ROWS=500",
+      "REALTIME_LIVE_QUERIES_MAX_BYTES=65536",
       NULL,
   };
   rt_config_store_t store;
@@ -521,6 +609,11 @@ static void test_env_every_variable(void **state) {
   assert_null(cfg.api_keys); /* REALTIME_API_KEYS is no variable: apiKeys is file only */
   assert_int_equal(cfg.api_key_count, 0);
   assert_null(store.api_key_block);
+  assert_null(cfg.queries); /* likewise REALTIME_QUERIES */
+  assert_int_equal(cfg.query_count, 0);
+  assert_null(store.query_block);
+  assert_ptr_equal(cfg.database_path, store.database_path);
+  assert_ptr_equal(cfg.database_setup, store.database_setup);
   rt_config_store_destroy(&store);
 }
 
@@ -595,6 +688,21 @@ static void test_env_errors_name_the_variable(void **state) {
                    "REALTIME_VALIDATION_XSS must be true, false, 1 or 0 (got \"on\")");
   expect_env_error("REALTIME_JWT_PUBLIC_KEY_FILE=",
                    "REALTIME_JWT_PUBLIC_KEY_FILE must be a non-empty string (got \"\")");
+  expect_env_error("REALTIME_DATABASE_PATH=",
+                   "REALTIME_DATABASE_PATH must be a non-empty string (got \"\")");
+  expect_env_error("REALTIME_DATABASE_POLL_INTERVAL=0",
+                   "REALTIME_DATABASE_POLL_INTERVAL must be an integer 1-60000 (got \"0\")");
+  expect_env_error("REALTIME_DATABASE_POLL_INTERVAL=60001",
+                   "REALTIME_DATABASE_POLL_INTERVAL must be an integer 1-60000 (got \"60001\")");
+  expect_env_error("REALTIME_LIVE_QUERIES_ALLOW_RAW_SQL=yes",
+                   "REALTIME_LIVE_QUERIES_ALLOW_RAW_SQL must be true, false, 1 or 0 (got \"yes\")");
+  expect_env_error("REALTIME_LIVE_QUERIES_TIMEOUT=600001",
+                   "REALTIME_LIVE_QUERIES_TIMEOUT must be an integer 1-600000 (got \"600001\")");
+  expect_env_error("REALTIME_LIVE_QUERIES_MAX_ROWS=0",
+                   "REALTIME_LIVE_QUERIES_MAX_ROWS must be an integer 1-4294967295 (got \"0\")");
+  expect_env_error("REALTIME_LIVE_QUERIES_MAX_BYTES=268435457",
+                   "REALTIME_LIVE_QUERIES_MAX_BYTES must be an integer 1-268435456 "
+                   "(got \"268435457\")");
 }
 
 static void test_env_absent_and_null(void **state) {
@@ -751,6 +859,13 @@ static void test_set_keys_recorded(void **state) {
   assert_int_equal(
       load(&store, &cfg, "{\"apiKeys\": [], \"validation\": {\"xss\": true}}", &err), 0);
   want |= bit_of("apiKeys") | bit_of("validation.xss");
+  assert_int_equal(store.set_keys, want);
+  assert_int_equal(load(&store, &cfg,
+                        "{\"queries\": {}, \"database\": {\"path\": \"a.db\"},"
+                        " \"liveQueries\": {\"maxRows\": 5}}",
+                        &err),
+                   0);
+  want |= bit_of("queries") | bit_of("database.path") | bit_of("liveQueries.maxRows");
   assert_int_equal(store.set_keys, want);
   rt_config_store_destroy(&store);
   assert_int_equal(store.set_keys, 0);
@@ -1160,6 +1275,408 @@ static void test_api_keys_file_only(void **state) {
   rt_config_store_destroy(&store);
 }
 
+/* ---------------------------------------------------- live query keys */
+
+/* Each new scalar: exact messages at and past its bounds, groups and suggestions. */
+static void test_live_scalars_errors(void **state) {
+  expect_json_error("{\"database\": {\"pollInterval\": 0}}", RT_ECONFIG,
+                    ORIGIN ": \"database.pollInterval\" must be an integer 1-60000 (got 0)");
+  expect_json_error("{\"database\": {\"pollInterval\": 60001}}", RT_ECONFIG,
+                    ORIGIN ": \"database.pollInterval\" must be an integer 1-60000 (got 60001)");
+  expect_json_error("{\"database\": {\"pollInterval\": \"50\"}}", RT_ECONFIG,
+                    ORIGIN ": \"database.pollInterval\" must be an integer 1-60000 (got a string)");
+  expect_json_error("{\"database\": {\"path\": \"\"}}", RT_ECONFIG,
+                    ORIGIN ": \"database.path\" must be a non-empty string (got \"\")");
+  expect_json_error("{\"database\": {\"path\": 5}}", RT_ECONFIG,
+                    ORIGIN ": \"database.path\" must be a string (got 5)");
+  expect_json_error("{\"database\": {\"setup\": [\"CREATE TABLE t(x)\"]}}", RT_ECONFIG,
+                    ORIGIN ": \"database.setup\" must be a string (got an array)");
+  expect_json_error("{\"database\": {\"setup\": null}}", RT_ECONFIG,
+                    ORIGIN ": \"database.setup\" must be a string (got null)");
+  expect_json_error("{\"database\": \"realtime.db\"}", RT_ECONFIG,
+                    ORIGIN ": \"database\" must be an object (got a string)");
+  expect_json_error("{\"liveQueries\": {\"allowRawSql\": 1}}", RT_ECONFIG,
+                    ORIGIN ": \"liveQueries.allowRawSql\" must be true or false (got 1)");
+  expect_json_error("{\"liveQueries\": {\"timeout\": 0}}", RT_ECONFIG,
+                    ORIGIN ": \"liveQueries.timeout\" must be an integer 1-600000 (got 0)");
+  expect_json_error("{\"liveQueries\": {\"timeout\": 600001}}", RT_ECONFIG,
+                    ORIGIN ": \"liveQueries.timeout\" must be an integer 1-600000 (got 600001)");
+  expect_json_error("{\"liveQueries\": {\"timeout\": 1.5}}", RT_ECONFIG,
+                    ORIGIN ": \"liveQueries.timeout\" must be an integer 1-600000 (got 1.5)");
+  expect_json_error("{\"liveQueries\": {\"maxRows\": 0}}", RT_ECONFIG,
+                    ORIGIN ": \"liveQueries.maxRows\" must be an integer 1-4294967295 (got 0)");
+  expect_json_error("{\"liveQueries\": {\"maxRows\": 4294967296}}", RT_ECONFIG,
+                    ORIGIN ": \"liveQueries.maxRows\" must be an integer 1-4294967295 "
+                           "(got 4294967296)");
+  expect_json_error("{\"liveQueries\": {\"maxBytes\": 0}}", RT_ECONFIG,
+                    ORIGIN ": \"liveQueries.maxBytes\" must be an integer 1-268435456 (got 0)");
+  expect_json_error("{\"liveQueries\": {\"maxBytes\": 268435457}}", RT_ECONFIG,
+                    ORIGIN ": \"liveQueries.maxBytes\" must be an integer 1-268435456 "
+                           "(got 268435457)");
+  expect_json_error("{\"liveQueries\": []}", RT_ECONFIG,
+                    ORIGIN ": \"liveQueries\" must be an object (got [])");
+  expect_json_error("{\"liveQuerys\": {}}", RT_ECONFIG,
+                    ORIGIN ": unknown key \"liveQuerys\" (did you mean \"liveQueries\"?)");
+  expect_json_error("{\"liveQueries\": {\"timout\": 5}}", RT_ECONFIG,
+                    ORIGIN ": unknown key \"liveQueries.timout\" "
+                           "(did you mean \"liveQueries.timeout\"?)");
+  expect_json_error("{\"database\": {\"pth\": \"x.db\"}}", RT_ECONFIG,
+                    ORIGIN ": unknown key \"database.pth\" (did you mean \"database.path\"?)");
+  expect_json_error("{\"querys\": {}}", RT_ECONFIG,
+                    ORIGIN ": unknown key \"querys\" (did you mean \"queries\"?)");
+  expect_json_error("{\"database\": {\"path\": \"a.db\", \"pollInterval\": 0}}", RT_ECONFIG,
+                    ORIGIN ": \"database.pollInterval\" must be an integer 1-60000 (got 0)");
+}
+
+/* The bounds themselves are accepted, from the file and from flags alike. */
+static void test_live_scalars_bounds(void **state) {
+  rt_config_store_t store;
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  assert_int_equal(load(&store, &cfg,
+                        "{\"database\": {\"pollInterval\": 1, \"path\": \":memory:\","
+                        " \"setup\": \"\"},"
+                        " \"liveQueries\": {\"timeout\": 600000, \"maxRows\": 1,"
+                        " \"maxBytes\": 268435456, \"allowRawSql\": false}}",
+                        &err),
+                   0);
+  assert_int_equal(cfg.database_poll_ms, 1);
+  assert_string_equal(cfg.database_path, ":memory:");
+  assert_string_equal(cfg.database_setup, "");
+  assert_int_equal(cfg.live_timeout_ms, 600000);
+  assert_int_equal(cfg.live_max_rows, 1);
+  assert_int_equal(cfg.live_max_bytes, 268435456);
+  assert_int_equal(cfg.live_allow_raw_sql, 0);
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+  assert_int_equal(rt_config_set(&store, &cfg, "database.pollInterval", "60000", "--x", &err), 0);
+  assert_int_equal(cfg.database_poll_ms, 60000);
+  assert_int_equal(rt_config_set(&store, &cfg, "liveQueries.timeout", "1", "--x", &err), 0);
+  assert_int_equal(cfg.live_timeout_ms, 1);
+  assert_int_equal(rt_config_set(&store, &cfg, "liveQueries.maxRows", "4294967295", "--x", &err),
+                   0);
+  assert_int_equal(cfg.live_max_rows, UINT32_MAX);
+  assert_int_equal(rt_config_set(&store, &cfg, "liveQueries.maxBytes", "1", "--x", &err), 0);
+  assert_int_equal(cfg.live_max_bytes, 1);
+  assert_int_equal(rt_config_set(&store, &cfg, "liveQueries.allowRawSql", "TRUE", "--x", &err), 0);
+  assert_int_equal(cfg.live_allow_raw_sql, 1);
+  assert_int_equal(rt_config_set(&store, &cfg, "database.path", "b.db", "--x", &err), 0);
+  assert_string_equal(cfg.database_path, "b.db");
+  assert_ptr_equal(cfg.database_path, store.database_path);
+  assert_int_equal(rt_config_set(&store, &cfg, "database.setup", "SELECT 1", "--x", &err), 0);
+  assert_ptr_equal(cfg.database_setup, store.database_setup);
+  assert_int_equal(rt_config_set(&store, &cfg, "liveQueries.maxBytes", "0", "--max-bytes", &err),
+                   RT_ECONFIG);
+  assert_string_equal(err.msg, "--max-bytes must be an integer 1-268435456 (got \"0\")");
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+  rt_config_store_destroy(&store);
+
+  /* An empty REALTIME_DATABASE_SETUP turns off a setup the file gave. */
+  char *env[] = {"REALTIME_DATABASE_SETUP=", NULL};
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  assert_int_equal(load(&store, &cfg, "{\"database\": {\"setup\": \"" SETUP_SQL "\"}}", &err), 0);
+  assert_int_equal(rt_config_apply_env(&store, &cfg, env, &err), 0);
+  assert_string_equal(cfg.database_setup, "");
+  rt_config_store_destroy(&store);
+}
+
+/* Queries: file order, absent members NULL, strings in the store's block. */
+static void test_queries_parsed(void **state) {
+  rt_config_store_t store;
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  char *text = rt_strdup(
+      "{\"queries\": {"
+      "\"pending_orders\": {\"sql\": \"" ORDERS_SQL "\","
+      " \"permission\": \"read:orders\"},"
+      "\"all\": {\"sql\": \"SELECT * FROM t\"},"
+      "\"raw\": {\"sql\": \"SELECT :a, ?\", \"permission\": \"query:raw\", \"key\": \"rowid\"},"
+      "\"star\": {\"permission\": \"*\", \"sql\": \"SELECT 1\"},"
+      "\"user:{x}\": {\"sql\": \"SELECT 2\", \"permission\": \"read:user:{sub}:*\"}"
+      "}}");
+  int rc = load(&store, &cfg, text, &err);
+  if (rc == 0) fail_msg("a '{' in a name must be refused");
+  assert_string_equal(err.msg, ORIGIN ": \"queries\" names must be 1-64 characters of A-Z a-z "
+                               "0-9 _ . : - (got \"user:{x}\")");
+  char *brace = strstr(text, "user:{x}");
+  memcpy(brace, "user:_x_", 8);
+  assert_int_equal(load(&store, &cfg, text, &err), 0);
+  memset(text, 'x', strlen(text));
+  rt_free(text);
+  assert_int_equal(cfg.query_count, 5);
+  assert_ptr_equal(cfg.queries, store.query_block);
+  assert_string_equal(cfg.queries[0].name, "pending_orders");
+  assert_string_equal(cfg.queries[0].sql, ORDERS_SQL);
+  assert_string_equal(cfg.queries[0].permission, "read:orders");
+  assert_null(cfg.queries[0].key);
+  assert_string_equal(cfg.queries[1].name, "all");
+  assert_string_equal(cfg.queries[1].sql, "SELECT * FROM t");
+  assert_null(cfg.queries[1].permission);
+  assert_null(cfg.queries[1].key);
+  assert_string_equal(cfg.queries[2].name, "raw");
+  assert_string_equal(cfg.queries[2].sql, "SELECT :a, ?");
+  assert_string_equal(cfg.queries[2].permission, "query:raw");
+  assert_string_equal(cfg.queries[2].key, "rowid");
+  assert_string_equal(cfg.queries[3].name, "star");
+  assert_string_equal(cfg.queries[3].permission, "*");
+  assert_string_equal(cfg.queries[4].name, "user:_x_");
+  assert_string_equal(cfg.queries[4].permission, "read:user:{sub}:*");
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+
+  /* A later file replaces the set, a failed one keeps it, an empty object clears it. */
+  assert_int_equal(load(&store, &cfg, full_json, &err), 0);
+  assert_full_queries(&cfg);
+  const rt_query_config_t *kept = cfg.queries;
+  assert_int_equal(load(&store, &cfg,
+                        "{\"queries\": {\"q\": {\"sql\": \"SELECT 1\"}}, \"liveQueries\":"
+                        " {\"timeout\": 0}}",
+                        &err),
+                   RT_ECONFIG);
+  assert_ptr_equal(cfg.queries, kept);
+  assert_full_queries(&cfg);
+  assert_int_equal(load(&store, &cfg, "{\"queries\": {}}", &err), 0);
+  assert_null(cfg.queries);
+  assert_int_equal(cfg.query_count, 0);
+  assert_null(store.query_block);
+  rt_config_store_destroy(&store);
+}
+
+/* Names: the channel-like alphabet without '/' and '@', 1-64 bytes. */
+static void test_queries_names(void **state) {
+  static const char *const bad[] = {"", "a b", "a/b", "a@b", "caf\\u00e9", "a\\tb", "a*"};
+  static const char *const shown[] = {"", "a b", "a/b", "a@b", "caf\xc3\xa9", "a\tb", "a*"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char json[200], want[200];
+    snprintf(json, sizeof(json), "{\"queries\": {\"ok\": {\"sql\": \"SELECT 1\"}, \"%s\":"
+             " {\"sql\": \"SELECT 1\"}}}", bad[i]);
+    snprintf(want, sizeof(want),
+             ORIGIN ": \"queries\" names must be 1-64 characters of A-Z a-z 0-9 _ . : - "
+             "(got \"%s\")", shown[i]);
+    expect_json_error(json, RT_ECONFIG, want);
+  }
+  char name[80], json[300];
+  memset(name, 'n', 64);
+  name[64] = '\0';
+  snprintf(json, sizeof(json), "{\"queries\": {\"%s\": {\"sql\": \"SELECT 1\"}}}", name);
+  expect_load_code(json, 0);
+  strcat(name, "n");
+  snprintf(json, sizeof(json), "{\"queries\": {\"%s\": {\"sql\": \"SELECT 1\"}}}", name);
+  expect_json_error(json, RT_ECONFIG,
+                    ORIGIN ": \"queries\" names must be 1-64 characters of A-Z a-z 0-9 _ . : - "
+                           "(got \"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn...\")");
+  expect_load_code("{\"queries\": {\"A-z_0.9:x\": {\"sql\": \"SELECT 1\"}}}", 0);
+  /* An object cannot repeat a name: the JSON reader refuses it first. */
+  expect_syntax_error(
+      "{\"queries\": {\"a\": {\"sql\": \"SELECT 1\"}, \"a\": {\"sql\": \"SELECT 2\"}}}", 1, 42,
+      "duplicate object key");
+}
+
+/* Shapes and types: every message names the path of what is wrong. */
+static void test_queries_errors(void **state) {
+  expect_json_error("{\"queries\": [{\"sql\": \"SELECT 1\"}]}", RT_ECONFIG,
+                    ORIGIN ": \"queries\" must be an object mapping query names to {\"sql\", "
+                           "\"permission\", \"key\"} objects (got an array)");
+  expect_json_error("{\"queries\": \"SELECT 1\"}", RT_ECONFIG,
+                    ORIGIN ": \"queries\" must be an object mapping query names to {\"sql\", "
+                           "\"permission\", \"key\"} objects (got a string)");
+  expect_json_error("{\"queries\": null}", RT_ECONFIG,
+                    ORIGIN ": \"queries\" must be an object mapping query names to {\"sql\", "
+                           "\"permission\", \"key\"} objects (got null)");
+  expect_json_error("{\"queries\": {\"pending_orders\": \"SELECT 1\"}}", RT_ECONFIG,
+                    ORIGIN ": \"queries.pending_orders\" must be an object with \"sql\" and "
+                           "optional \"permission\" and \"key\" (got \"SELECT 1\")");
+  expect_json_error("{\"queries\": {\"pending_orders\": []}}", RT_ECONFIG,
+                    ORIGIN ": \"queries.pending_orders\" must be an object with \"sql\" and "
+                           "optional \"permission\" and \"key\" (got [])");
+  expect_json_error("{\"queries\": {\"pending_orders\": {}}}", RT_ECONFIG,
+                    ORIGIN ": \"queries.pending_orders.sql\" is missing");
+  expect_json_error("{\"queries\": {\"pending_orders\": {\"permission\": \"read:orders\"}}}",
+                    RT_ECONFIG, ORIGIN ": \"queries.pending_orders.sql\" is missing");
+  expect_json_error("{\"queries\": {\"pending_orders\": {\"sql\": 42}}}", RT_ECONFIG,
+                    ORIGIN ": \"queries.pending_orders.sql\" must be a string (got 42)");
+  expect_json_error("{\"queries\": {\"pending_orders\": {\"sql\": null}}}", RT_ECONFIG,
+                    ORIGIN ": \"queries.pending_orders.sql\" must be a string (got null)");
+  expect_json_error("{\"queries\": {\"pending_orders\": {\"sql\": [\"SELECT 1\"]}}}", RT_ECONFIG,
+                    ORIGIN ": \"queries.pending_orders.sql\" must be a string (got an array)");
+  expect_json_error("{\"queries\": {\"pending_orders\": {\"sql\": \"\"}}}", RT_ECONFIG,
+                    ORIGIN ": \"queries.pending_orders.sql\" must be a non-empty string "
+                           "(got \"\")");
+  expect_json_error("{\"queries\": {\"q\": {\"sql\": \"SELECT 1\", \"permission\": true}}}",
+                    RT_ECONFIG, ORIGIN ": \"queries.q.permission\" must be a string (got true)");
+  expect_json_error("{\"queries\": {\"q\": {\"sql\": \"SELECT 1\", \"permission\": null}}}",
+                    RT_ECONFIG, ORIGIN ": \"queries.q.permission\" must be a string (got null)");
+  expect_json_error("{\"queries\": {\"q\": {\"sql\": \"SELECT 1\", \"key\": 1}}}", RT_ECONFIG,
+                    ORIGIN ": \"queries.q.key\" must be a string (got 1)");
+  expect_json_error("{\"queries\": {\"q\": {\"sql\": \"SELECT 1\", \"key\": \"\"}}}", RT_ECONFIG,
+                    ORIGIN ": \"queries.q.key\" must be a non-empty string (got \"\")");
+  expect_json_error("{\"queries\": {\"q\": {\"sql\": \"SELECT 1\", \"params\": [1]}}}", RT_ECONFIG,
+                    ORIGIN ": \"queries.q\" has an unknown member \"params\" (allowed: \"sql\", "
+                           "\"permission\", \"key\")");
+  expect_json_error("{\"queries\": {\"q\": {\"SQL\": \"SELECT 1\"}}}", RT_ECONFIG,
+                    ORIGIN ": \"queries.q\" has an unknown member \"SQL\" (allowed: \"sql\", "
+                           "\"permission\", \"key\")");
+  /* The first mistake in file order wins: the second query here. */
+  expect_json_error("{\"queries\": {\"a\": {\"sql\": \"SELECT 1\"}, \"b\": {\"sql\": 1},"
+                    " \"c\": {}}}",
+                    RT_ECONFIG, ORIGIN ": \"queries.b.sql\" must be a string (got 1)");
+  expect_json_error("{\"queries\": {\"a\": {\"sql\": \"SELECT 1\"}}, \"queries\": {}}", RT_EJSON,
+                    ORIGIN ": invalid JSON at line 1, column 49: duplicate object key");
+}
+
+/* A query's permission follows the permission rules of API keys and tokens. */
+static void test_queries_permissions(void **state) {
+  static const char *const bad[] = {"admin", "read:", "write:", "query:*", "read:a b",
+                                    "read:{user}", "", "Read:x"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char json[200], want[300];
+    snprintf(json, sizeof(json),
+             "{\"queries\": {\"pending_orders\": {\"sql\": \"SELECT 1\", \"permission\": \"%s\"}}}",
+             bad[i]);
+    snprintf(want, sizeof(want),
+             ORIGIN ": \"queries.pending_orders.permission\" must be \"*\", \"query:raw\", "
+                    "\"read:<pattern>\" or \"write:<pattern>\" (got \"%s\")",
+             bad[i]);
+    expect_json_error(json, RT_ECONFIG, want);
+  }
+  static const char *const good[] = {"read:orders", "read:orders:*", "write:x", "*", "*:*",
+                                     "query:raw", "read:user:{sub}"};
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    char json[200];
+    snprintf(json, sizeof(json),
+             "{\"queries\": {\"q\": {\"sql\": \"SELECT 1\", \"permission\": \"%s\"}}}", good[i]);
+    expect_load_code(json, 0);
+  }
+}
+
+/* queries comes from the file only: flags are refused, the variable is no variable. */
+static void test_queries_file_only(void **state) {
+  rt_config_store_t store;
+  rt_config_t cfg, before;
+  rt_errbuf_t err = {""};
+  rt_config_store_init(&store);
+  rt_config_init(&cfg);
+  before = cfg;
+  assert_int_equal(rt_config_set(&store, &cfg, "queries", "{}", "--set", &err), RT_ECONFIG);
+  assert_string_equal(err.msg, "--set: \"queries\" can only be set in the config file");
+  assert_config_same(&cfg, &before);
+  char *env[] = {"REALTIME_QUERIES={\"q\": {\"sql\": \"SELECT 1\"}}", NULL};
+  assert_int_equal(rt_config_apply_env(&store, &cfg, env, &err), 0);
+  assert_config_same(&cfg, &before);
+  assert_int_equal(store.set_keys, 0);
+  rt_config_store_destroy(&store);
+}
+
+/* Queries built in C code get the file's rules, plus unique names. */
+static void test_validate_queries_in_code(void **state) {
+  rt_query_config_t q[3] = {
+      {"orders", "SELECT * FROM orders", "read:orders", NULL},
+      {"users", "SELECT * FROM users", NULL, "id"},
+      {"x.y:z-1", "SELECT 1", "query:raw", NULL},
+  };
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  rt_config_init(&cfg);
+  cfg.queries = q;
+  cfg.query_count = 3;
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+
+  q[2].name = "orders";
+  expect_invalid(&cfg, "\"queries[2].name\" is the same name as \"queries[0].name\"");
+  rt_alloc_fail_after(0);
+  assert_int_equal(rt_config_validate(&cfg, &err), RT_ENOMEM);
+  rt_alloc_fail_after(-1);
+  assert_string_equal(err.msg, "\"queries\": out of memory");
+  q[2].name = NULL;
+  expect_invalid(&cfg, "\"queries[2].name\" must be 1-64 characters of A-Z a-z 0-9 _ . : - "
+                       "(got NULL)");
+  q[2].name = "a/b";
+  expect_invalid(&cfg, "\"queries[2].name\" must be 1-64 characters of A-Z a-z 0-9 _ . : - "
+                       "(got \"a/b\")");
+  q[2].name = "third";
+  q[1].sql = NULL;
+  expect_invalid(&cfg, "\"queries.users.sql\" must be a non-empty string (got NULL)");
+  q[1].sql = "";
+  expect_invalid(&cfg, "\"queries.users.sql\" must be a non-empty string (got \"\")");
+  q[1].sql = "SELECT 1";
+  q[1].key = "";
+  expect_invalid(&cfg, "\"queries.users.key\" must be a non-empty string (got \"\")");
+  q[1].key = NULL;
+  q[0].permission = "read";
+  expect_invalid(&cfg, "\"queries.orders.permission\" must be \"*\", \"query:raw\", "
+                       "\"read:<pattern>\" or \"write:<pattern>\" (got \"read\")");
+  q[0].permission = NULL;
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+  cfg.queries = NULL;
+  expect_invalid(&cfg, "\"queries\" must be set (got NULL with 3 entries)");
+  cfg.query_count = 0;
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+}
+
+/* The new scalars of a config built in code are held to the table's ranges. */
+static void test_validate_live_scalars_in_code(void **state) {
+  rt_config_t cfg;
+  rt_errbuf_t err = {""};
+  rt_config_init(&cfg);
+  cfg.database_path = NULL;
+  expect_invalid(&cfg, "\"database.path\" must be set (got NULL)");
+  cfg.database_path = "";
+  expect_invalid(&cfg, "\"database.path\" must be a non-empty string (got \"\")");
+  rt_config_init(&cfg);
+  cfg.database_poll_ms = 0;
+  expect_invalid(&cfg, "\"database.pollInterval\" must be an integer 1-60000 (got 0)");
+  rt_config_init(&cfg);
+  cfg.live_timeout_ms = 600001;
+  expect_invalid(&cfg, "\"liveQueries.timeout\" must be an integer 1-600000 (got 600001)");
+  rt_config_init(&cfg);
+  cfg.live_max_rows = 0;
+  expect_invalid(&cfg, "\"liveQueries.maxRows\" must be an integer 1-4294967295 (got 0)");
+  rt_config_init(&cfg);
+  cfg.live_max_bytes = (size_t)256 * 1024 * 1024 + 1;
+  expect_invalid(&cfg, "\"liveQueries.maxBytes\" must be an integer 1-268435456 (got 268435457)");
+  rt_config_init(&cfg);
+  cfg.database_setup = "";
+  cfg.live_allow_raw_sql = 1;
+  assert_int_equal(rt_config_validate(&cfg, &err), 0);
+}
+
+/* Every allocation of a queries load failing in turn: RT_ENOMEM, nothing changed, no leak. */
+static void test_queries_out_of_memory(void **state) {
+  static const char json[] =
+      "{\"queries\": {\"a\": {\"sql\": \"SELECT 1\", \"key\": \"id\"},"
+      " \"b\": {\"sql\": \"SELECT 2\", \"permission\": \"read:b\"}},"
+      " \"database\": {\"path\": \"x.db\", \"setup\": \"SELECT 3\"}}";
+  int succeeded = 0;
+  for (long n = 0; n < 200 && !succeeded; n++) {
+    rt_config_store_t store;
+    rt_config_t cfg, before;
+    rt_errbuf_t err = {""};
+    rt_config_store_init(&store);
+    rt_config_init(&cfg);
+    assert_int_equal(load(&store, &cfg, "{\"queries\": {\"old\": {\"sql\": \"SELECT 0\"}}}", &err),
+                     0);
+    before = cfg;
+    rt_alloc_fail_after(n);
+    int rc = load(&store, &cfg, json, &err);
+    rt_alloc_fail_after(-1);
+    if (rc == 0) {
+      succeeded = 1;
+      assert_int_equal(cfg.query_count, 2);
+      assert_string_equal(cfg.queries[1].permission, "read:b");
+      assert_string_equal(cfg.database_setup, "SELECT 3");
+    } else {
+      assert_int_equal(rc, RT_ENOMEM);
+      assert_config_same(&cfg, &before);
+      assert_string_equal(cfg.queries[0].name, "old");
+    }
+    rt_config_store_destroy(&store);
+  }
+  assert_true(succeeded);
+}
+
 /* A mistyped secret is described by its type only, never by its value. */
 static void test_secrets_never_in_messages(void **state) {
   expect_json_error("{\"jwtSecret\": 7391234}", RT_ECONFIG,
@@ -1380,7 +1897,7 @@ static void test_load_endless_stream(void **state) {
 static void test_out_of_memory(void **state) {
   char *env[] = {"REALTIME_HOST=h", "REALTIME_PATH=/p", "REALTIME_JWT_SECRET=s",
                  "REALTIME_JWT_PUBLIC_KEY_FILE=/k.pem", "REALTIME_JWT_ALGORITHMS=ES256,HS384",
-                 NULL};
+                 "REALTIME_DATABASE_PATH=/d.db", "REALTIME_DATABASE_SETUP=SELECT 1", NULL};
   for (int which = 0; which < 4; which++) {
     int succeeded = 0;
     for (long n = 0; n < 100 && !succeeded; n++) {
@@ -1400,6 +1917,8 @@ static void test_out_of_memory(void **state) {
       if (rc == 0) {
         succeeded = 1;
         if (which == 0) assert_full_api_keys(&cfg);
+        if (which == 0) assert_full_queries(&cfg);
+        if (which == 1) assert_string_equal(cfg.database_setup, "SELECT 1");
       } else {
         assert_int_equal(rc, RT_ENOMEM);
         assert_config_same(&cfg, &before);
@@ -1420,6 +1939,9 @@ static void test_store_lifecycle(void **state) {
   assert_null(store.jwt_public_key_file);
   assert_null(store.jwt_algorithms);
   assert_null(store.api_key_block);
+  assert_null(store.database_path);
+  assert_null(store.database_setup);
+  assert_null(store.query_block);
   assert_int_equal(store.set_keys, 0);
   rt_config_store_destroy(&store);
   rt_config_store_destroy(&store);
@@ -1456,6 +1978,16 @@ int main(void) {
       cmocka_unit_test(test_api_keys_errors),
       cmocka_unit_test(test_api_keys_key_and_name_rules),
       cmocka_unit_test(test_api_keys_file_only),
+      cmocka_unit_test(test_live_scalars_errors),
+      cmocka_unit_test(test_live_scalars_bounds),
+      cmocka_unit_test(test_queries_parsed),
+      cmocka_unit_test(test_queries_names),
+      cmocka_unit_test(test_queries_errors),
+      cmocka_unit_test(test_queries_permissions),
+      cmocka_unit_test(test_queries_file_only),
+      cmocka_unit_test(test_validate_queries_in_code),
+      cmocka_unit_test(test_validate_live_scalars_in_code),
+      cmocka_unit_test(test_queries_out_of_memory),
       cmocka_unit_test(test_secrets_never_in_messages),
       cmocka_unit_test(test_validate_auth_relations),
       cmocka_unit_test(test_validate_loaded_auth),

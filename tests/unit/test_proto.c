@@ -1136,10 +1136,48 @@ static void test_parse_presence(void **state) {
   assert_int_equal(rt_proto_parse(m, strlen(m), 64, 8, &cmd, &err), RT_ETOOLARGE);
 }
 
+
+static void test_parse_query_commands(void **state) {
+  (void)state;
+  rt_cmd_t cmd;
+  rt_errbuf_t err;
+  char out[64];
+  const char *m = "{\"type\":\"query_subscribe\",\"query\":\"pending_orders\",\"params\":[\"pending\"],\"id\":1}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), 0);
+  assert_int_equal(cmd.type, RT_CMD_QUERY_SUBSCRIBE);
+  assert_int_equal(cmd.cred_is_key, 0);
+  assert_int_equal(rt_proto_decode_string(cmd.cred, cmd.cred_len, out, sizeof(out)), 14);
+  assert_memory_equal(out, "pending_orders", 14);
+  assert_int_equal(cmd.data_len, 11);
+  assert_memory_equal(cmd.data, "[\"pending\"]", 11);
+  m = "{\"type\":\"query_subscribe\",\"sql\":\"SELECT 1\",\"params\":{\"a\":1}}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), 0);
+  assert_int_equal(cmd.cred_is_key, 1);
+  m = "{\"type\":\"query_subscribe\",\"query\":\"q\"}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), 0);
+  assert_null(cmd.data);
+  m = "{\"type\":\"query_subscribe\",\"id\":3}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), RT_EMISSING);
+  assert_string_equal(err.msg, "Missing field \"query\"");
+  m = "{\"type\":\"query_subscribe\",\"query\":\"q\",\"sql\":\"x\"}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), RT_EFIELD);
+  m = "{\"type\":\"query_subscribe\",\"query\":\"q\",\"params\":5}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), RT_EFIELD);
+  assert_string_equal(err.msg, "Field \"params\" must be an array or an object");
+  m = "{\"type\":\"query_unsubscribe\",\"subscription\":\"q7\",\"id\":4}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), 0);
+  assert_int_equal(cmd.type, RT_CMD_QUERY_UNSUBSCRIBE);
+  assert_int_equal(rt_proto_decode_string(cmd.cred, cmd.cred_len, out, sizeof(out)), 2);
+  m = "{\"type\":\"query_unsubscribe\"}";
+  assert_int_equal(rt_proto_parse(m, strlen(m), 64, 1024, &cmd, &err), RT_EMISSING);
+  assert_string_equal(err.msg, "Missing field \"subscription\"");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_auth),
       cmocka_unit_test(test_parse_presence),
+      cmocka_unit_test(test_parse_query_commands),
       cmocka_unit_test(test_security_encoders),
       cmocka_unit_test(test_json_valid_scalars),
       cmocka_unit_test(test_json_valid_containers),
