@@ -412,7 +412,7 @@ describe('keyed live query: diffs from another process', () => {
       const mirror = new Mirror(rows, columns);
       const e0 = await settledEvaluations(srv);
       const commits = [];
-      for (let i = 0; i < 40; i++) {
+      for (let i = 0; i < 400; i++) {
         const id = 100 + i;
         commits.push(`INSERT INTO orders(id, status, total) VALUES (${id}, 'pending', ${i}.5);`);
         if (i % 4 === 3) commits.push(`UPDATE orders SET total = total * 2 WHERE id = ${id - 2};`);
