@@ -11,9 +11,10 @@
  *   first polls for other processes' commits (PRAGMA data_version, then the
  *   trigger log), then evaluates the instances it was given (new ones, and
  *   the ones a previous poll marked dirty). Its results are applied on the
- *   loop thread (rt_lq_apply computes and pushes the diffs), and if that
- *   marked more instances dirty a new job starts at once, so a commit is
- *   pushed within about one poll interval plus the evaluation.
+ *   loop thread (rt_lq_apply computes and pushes the diffs); the instances
+ *   its poll marked dirty are evaluated by one job started at once, so a
+ *   commit is pushed within about one poll interval plus the evaluation, and
+ *   a burst costs one evaluation per query per interval.
  * A slow query therefore never delays message delivery; it only delays the
  * next refresh.
  */
@@ -40,6 +41,7 @@ typedef struct {
 typedef struct {
   uv_work_t req;    /* the thread-pool request */
   rt_live_t *live;  /* owner */
+  int poll;         /* poll for commits first (timer jobs); evaluation-only jobs do not */
   eval_t *evals;    /* instances to evaluate */
   size_t n;         /* entries in evals */
   char **changed;   /* tables the poll found changed (rt_malloc'd names) */
@@ -104,7 +106,7 @@ static void evaluate(eval_t *e, rt_sqldb_t *db, const rt_config_t *cfg) {
 static void work(uv_work_t *req) {
   job_t *j = req->data;
   rt_live_t *live = j->live;
-  rt_sqldb_poll(live->db, note_changed, j, NULL);
+  if (j->poll) rt_sqldb_poll(live->db, note_changed, j, NULL);
   for (size_t i = 0; i < j->n; i++) evaluate(&j->evals[i], live->db, &live->srv->cfg);
 }
 
@@ -151,11 +153,18 @@ static void free_job(job_t *j) {
   rt_free(j);
 }
 
-static void kick(rt_live_t *live);
+static void kick(rt_live_t *live, int poll);
 
+/*
+ * A poll job's changes are evaluated by one evaluation-only job started at
+ * once; further commits wait for the next tick's poll. So a burst of commits
+ * costs at most one evaluation per query per poll interval, and a change is
+ * pushed within about one interval plus the evaluation.
+ */
 static void after_work(uv_work_t *req, int status) {
   job_t *j = req->data;
   rt_live_t *live = j->live;
+  int polled = j->poll;
   live->job = NULL;
   if (live->srv->state == SRV_RUNNING) {
     for (size_t i = 0; i < j->n; i++) apply(live, &j->evals[i]);
@@ -166,15 +175,16 @@ static void after_work(uv_work_t *req, int status) {
   free_job(j);
   rt_lq_stats_t st;
   rt_lq_stats(live->reg, &st);
-  if (live->srv->state == SRV_RUNNING && (st.dirty > 0 || live->npending > 0)) kick(live);
+  if (live->srv->state == SRV_RUNNING && ((polled && st.dirty > 0) || live->npending > 0))
+    kick(live, 0);
 }
 
 /*
- * Starts a job with every waiting first evaluation and every dirty instance
- * (plus a poll). One job at a time: a kick while one runs is a no-op, and the
- * job's completion kicks again if there is more to do.
+ * Starts a job with every waiting first evaluation and every dirty instance,
+ * polling first when `poll`. One job at a time: a kick while one runs is a
+ * no-op (the job's completion, or the next tick, picks up the work).
  */
-static void kick(rt_live_t *live) {
+static void kick(rt_live_t *live, int poll) {
   if (live->job != NULL || live->srv->state != SRV_RUNNING) return;
   job_t *j = rt_calloc(1, sizeof(*j));
   if (j == NULL) return; /* the next tick retries */
@@ -195,6 +205,7 @@ static void kick(rt_live_t *live) {
     e->key = dup_opt(key_of(live, rt_lq_instance_sql(inst)));
   }
   j->live = live;
+  j->poll = poll;
   j->req.data = j;
   live->job = j;
   if (uv_queue_work(live->srv->loop, &j->req, work, after_work) != 0) {
@@ -204,7 +215,7 @@ static void kick(rt_live_t *live) {
   }
 }
 
-static void on_tick(uv_timer_t *t) { kick(t->data); }
+static void on_tick(uv_timer_t *t) { kick(t->data, 1); }
 
 /* Delivers a registry push to the connection that owns the subscription. */
 static void on_push(const rt_lq_push_t *p, void *ud) {
@@ -317,7 +328,7 @@ static int queue_first_eval(rt_live_t *live, rt_lq_instance_t *inst, const char 
   e->key = dup_opt(key);
   if (key != NULL && e->key == NULL) return RT_ENOMEM;
   live->npending++;
-  kick(live);
+  kick(live, 0);
   return 0;
 }
 
