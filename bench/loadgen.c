@@ -36,6 +36,7 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -54,7 +55,9 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,6 +98,11 @@ typedef struct {
   double warmup;        /* seconds of unmeasured publishing first */
   double drain;         /* most seconds to wait for late acks and deliveries */
   bool idle;            /* scenario D instead of fan-out */
+  const char *query;    /* live-query mode: the configured query subscribed to */
+  int query_params;     /* K: subscriber i subscribes with params [i % K] */
+  const char *ts_column;    /* row column holding the writer's CLOCK_MONOTONIC ns */
+  const char *param_column; /* row column that must equal the subscriber's param */
+  const char *writer_cmd;   /* shell command run after setup; its exit ends the window */
   bool json;            /* also print the result as one JSON line */
   bool duration_set;    /* --duration given explicitly */
 } opts_t;
@@ -132,6 +140,9 @@ typedef struct {
   int channel;          /* the one channel it subscribes to */
   bool subscribed;      /* its subscribe was acked */
   bitmap_t *seen;       /* one bitmap per publisher */
+  uint64_t last_ts;     /* live queries: newest row timestamp seen so far */
+  uint64_t changes;     /* live queries: rows newer than the previous newest */
+  uint64_t pushes;      /* live queries: query_diff / query_result received */
 } sub_t;
 
 typedef struct {
@@ -173,6 +184,37 @@ typedef struct {
   bool stalled;              /* publishing stopped because acks stopped */
 } stats_t;
 
+/* The liveQueries totals of GET /stats. */
+typedef struct {
+  uint64_t instances;        /* distinct (query, params) evaluated */
+  uint64_t subscriptions;    /* client subscriptions to them */
+  uint64_t evaluations;      /* evaluations applied since the server started */
+  bool ok;                   /* fetched and parsed */
+} lq_stats_t;
+
+/* Live-query mode state: pushes, the writer process, server statistics. */
+typedef struct {
+  uint64_t pushes;           /* query_diff + query_result frames received */
+  uint64_t diffs;            /* ... of them query_diff */
+  uint64_t results;          /* ... of them query_result */
+  uint64_t changes;          /* rows newer than their subscriber's previous newest */
+  uint64_t expected;         /* changes the writer's inserts call for; 0 = unknown */
+  uint64_t untimed;          /* rows without an integer timestamp column */
+  uint64_t silent;           /* subscribers that got no push at all */
+  int64_t last_push;         /* time of the latest push */
+  pid_t writer;              /* writer process; 0 = none or reaped */
+  int writer_fd;             /* read end of its stdout; -1 = closed */
+  int writer_status;         /* its waitpid status; -1 = not reaped */
+  bytes_t writer_out;        /* what it printed */
+  long long commits;         /* commits= of its report; -1 = unknown */
+  long long inserts;         /* inserts= */
+  long long updates;         /* updates= */
+  long long groups;          /* groups= */
+  long long writer_late;     /* late= */
+  lq_stats_t before;         /* GET /stats before the writer starts */
+  lq_stats_t after;          /* ... after the drain */
+} live_t;
+
 typedef enum { PHASE_SETUP, PHASE_WARMUP, PHASE_MEASURE, PHASE_DRAIN, PHASE_DONE } phase_t;
 
 typedef struct {
@@ -209,6 +251,7 @@ typedef struct {
   size_t scratch_cap;        /* its size */
   hist_t hist;               /* latency in ns, measured window only */
   stats_t st;                /* counters */
+  live_t live;               /* live-query mode */
   int logged[4];             /* problems printed so far, per kind */
 } lg_t;
 
@@ -800,6 +843,101 @@ static void on_error_frame(lg_t *lg, conn_t *c, span_t id, span_t code, span_t m
   }
 }
 
+
+/* ------------------------------------------------------ live-query pushes */
+
+/* Reads the integer member `key` of a row object; false when it is absent
+ * or not a non-negative integer. */
+static bool row_u64(span_t row, const char *key, uint64_t *out)
+{
+  const char *const keys[] = {key};
+  span_t v;
+  return scan_object(row.p, row.p + row.len, keys, 1, &v) == 0 && span_u64(v, out) == 0;
+}
+
+/* Walks the JSON array of row objects `rows` for subscriber `s`. A row whose
+ * timestamp is newer than `base` (the newest the subscriber had seen before
+ * this push) is a change it had not been shown: its latency, receipt time
+ * minus the writer's timestamp, is recorded when `timed`. Comparing with the
+ * newest timestamp rather than remembering rows makes a full query_result
+ * (which repeats old rows) and a query_diff count each change once. With
+ * --param-column, every row must belong to the subscriber's param. Returns
+ * the newest timestamp in the array, or `base`. */
+static uint64_t scan_rows(lg_t *lg, sub_t *s, span_t rows, uint64_t base, bool timed, int64_t now)
+{
+  const char *p = rows.p, *end = rows.p + rows.len;
+  uint64_t newest = base, ts, param;
+  if (!p || (p = skip_ws(p, end)) >= end || *p != '[')
+    return base;
+  for (p = skip_ws(p + 1, end); p < end && *p != ']';) {
+    const char *v_end = skip_value(p, end);
+    if (!v_end)
+      break;
+    span_t row = {p, (size_t)(v_end - p)};
+    if (!row_u64(row, lg->o.ts_column, &ts)) {
+      lg->live.untimed++;
+      note(lg, LOG_ERROR, "row without an integer '%s': %.*s", lg->o.ts_column,
+           (int)(row.len > 200 ? 200 : row.len), row.p);
+    } else if (lg->o.param_column &&
+               (!row_u64(row, lg->o.param_column, &param) || param != (uint64_t)s->channel)) {
+      lg->st.misrouted++;
+      note(lg, LOG_MISROUTE, "subscriber with param %d got row %.*s", s->channel,
+           (int)(row.len > 200 ? 200 : row.len), row.p);
+    } else if (ts > base) {
+      newest = ts > newest ? ts : newest;
+      if (timed) {
+        s->changes++;
+        lg->live.changes++;
+        if (lg->t_start && (int64_t)ts >= lg->t_start)
+          hist_record(&lg->hist, now > (int64_t)ts ? (uint64_t)(now - (int64_t)ts) : 0);
+      }
+    }
+    p = skip_ws(v_end, end);
+    if (p < end && *p == ',')
+      p = skip_ws(p + 1, end);
+  }
+  return newest;
+}
+
+/* Live-query mode: a subscriber's text message. The subscribe ack carries
+ * the initial rows, which set the subscriber's baseline (they are not
+ * changes); query_diff contributes its inserted and updated rows (deleted
+ * holds keys only), query_result its whole result. Anything else fails the
+ * run. Only the members used are parsed, in any order. */
+static void on_live_text(lg_t *lg, conn_t *c, const char *text, size_t len, int64_t now)
+{
+  static const char *const keys[] = {"type", "id", "code", "message", "rows", "inserted",
+                                     "updated"};
+  sub_t *s = &lg->subs[c->index];
+  span_t v[7];
+  if (scan_object(text, text + len, keys, 7, v) < 0) {
+    lg->st.errors++;
+    note(lg, LOG_ERROR, "server sent a text frame that is not a JSON object");
+  } else if (span_is(v[0], "\"ack\"") && !s->subscribed) {
+    on_ack(lg, c, v[1], (span_t){0});
+    s->last_ts = scan_rows(lg, s, v[4], s->last_ts, false, now);
+  } else if (span_is(v[0], "\"error\"")) {
+    on_error_frame(lg, c, v[1], v[2], v[3]);
+  } else if (span_is(v[0], "\"query_diff\"") || span_is(v[0], "\"query_result\"")) {
+    bool diff = v[0].len == sizeof("\"query_diff\"") - 1;
+    uint64_t base = s->last_ts, newest;
+    newest = diff ? scan_rows(lg, s, v[5], base, true, now) : scan_rows(lg, s, v[4], base, true, now);
+    if (diff) {
+      uint64_t upd = scan_rows(lg, s, v[6], base, true, now);
+      newest = upd > newest ? upd : newest;
+    }
+    s->last_ts = newest;
+    s->pushes++;
+    lg->live.pushes++;
+    lg->live.diffs += diff;
+    lg->live.results += !diff;
+    lg->live.last_push = now;
+  } else {
+    lg->st.errors++;
+    note(lg, LOG_ERROR, "unexpected message: %.*s", (int)(len > 200 ? 200 : len), text);
+  }
+}
+
 /* Dispatches one complete text message by its "type". Deliveries are most of
  * the traffic and, in the shape realtimed sends, are recognised without a
  * generic scan: `{"type":"message","channel":"NAME","data":` (a channel name
@@ -813,6 +951,10 @@ static void on_text(lg_t *lg, conn_t *c, const char *text, size_t len, int64_t n
   const size_t n = sizeof(prefix) - 1;
   const char *end = text + len, *q;
   span_t v[6];
+  if (lg->o.query && c->role == ROLE_SUB) {
+    on_live_text(lg, c, text, len, now);
+    return;
+  }
   if (c->role == ROLE_SUB && len > n && memcmp(text, prefix, n) == 0 &&
       (q = memchr(text + n, '"', len - n)) != NULL && take_lit(&q, end, "\",\"data\":", 9)) {
     on_delivery(lg, &lg->subs[c->index], (span_t){q, (size_t)(end - q)}, now);
@@ -1253,15 +1395,19 @@ static double secs(int64_t ns)
 static void setup(lg_t *lg)
 {
   int64_t deadline = now_ns() + SETUP_TIMEOUT_NS;
-  char cmd[96];
+  char cmd[256];
   lg->phase = PHASE_SETUP;
   connect_more(lg);
   if (!run_until(lg, deadline, all_open))
     die("only %d of %d connections open after %lld s", lg->open, lg->nconns,
         (long long)(SETUP_TIMEOUT_NS / NS_PER_S));
   for (int i = 0; i < lg->o.subscribers; i++) {
-    int n = snprintf(cmd, sizeof(cmd), "{\"type\":\"subscribe\",\"channel\":\"bench:%d\",\"id\":1}",
-                     lg->subs[i].channel);
+    int n = lg->o.query ? snprintf(cmd, sizeof(cmd),
+                                   "{\"type\":\"query_subscribe\",\"query\":\"%s\","
+                                   "\"params\":[%d],\"id\":1}", lg->o.query, lg->subs[i].channel)
+                        : snprintf(cmd, sizeof(cmd),
+                                   "{\"type\":\"subscribe\",\"channel\":\"bench:%d\",\"id\":1}",
+                                   lg->subs[i].channel);
     queue_frame(lg, lg->subs[i].conn, 0x1, cmd, (size_t)n);
   }
   if (!run_until(lg, deadline, all_subscribed))
