@@ -16,6 +16,7 @@
  *   appended during it (which may also move the array) are left for later
  *   messages, and the array is re-read at every step.
  */
+#include "hash.h"
 #include "hub.h"
 
 #include <string.h>
@@ -34,7 +35,7 @@
 typedef struct channel_s {
   char *name;               /* NUL-terminated copy of the channel name */
   size_t len;               /* strlen(name) */
-  uint64_t hash;            /* hash_name(hub->seed, name, len), kept for probing and growth */
+  uint64_t hash;            /* rt_hash_bytes(hub->seed, name, len), kept for probing and growth */
   rt_sub_t **subs;          /* dense array of subscriptions; NULL holes only during fan-out */
   size_t nslots;            /* slots in use in subs, holes included */
   size_t cap;               /* slots allocated in subs */
@@ -79,29 +80,6 @@ static int64_t wall_clock(void *unused) {
 
 static int64_t now_ms(const rt_hub_t *hub) { return hub->clock(hub->clock_data); }
 
-/*
- * FNV-1a over the bytes, started from a per-hub seed, then the MurmurHash3
- * finalizer. FNV-1a alone leaves the low bits (the ones a power-of-two table
- * uses) depending only on the low bits of the input bytes and state; the
- * finalizer spreads every bit into them. The seed makes a colliding set of
- * names prepared in advance unlikely to collide in a given hub, though this is
- * not a keyed PRF like SipHash: the defence in depth is the per-client
- * subscription cap enforced by the server.
- */
-static uint64_t hash_name(uint64_t seed, const char *s, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 0x100000001b3ULL;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
-
 /* ------------------------------------------------------------ hash table */
 
 static channel_t *find_hashed(const rt_hub_t *hub, const char *name, size_t len, uint64_t h) {
@@ -114,7 +92,7 @@ static channel_t *find_hashed(const rt_hub_t *hub, const char *name, size_t len,
 }
 
 static channel_t *find_channel(const rt_hub_t *hub, const char *name, size_t len) {
-  return find_hashed(hub, name, len, hash_name(hub->seed, name, len));
+  return find_hashed(hub, name, len, rt_hash_bytes(hub->seed, name, len));
 }
 
 static void place(channel_t **slots, size_t cap, channel_t *c) {
@@ -345,7 +323,7 @@ rt_hub_t *rt_hub_new(rt_clock_fn clock, void *clock_data) {
   hub->clock_data = clock_data;
   uint64_t entropy[2] = {(uint64_t)(uintptr_t)hub ^ (uint64_t)(uintptr_t)hub->slots,
                          (uint64_t)wall_clock(NULL)};
-  hub->seed = hash_name(0, (const char *)entropy, sizeof(entropy));
+  hub->seed = rt_hash_bytes(0, (const char *)entropy, sizeof(entropy));
   return hub;
 }
 
@@ -386,7 +364,7 @@ void rt_peer_init(rt_peer_t *peer, const rt_peer_ops_t *ops, uint64_t id) {
  * failure leaves anything to undo and the hub is unchanged on RT_ENOMEM.
  */
 int rt_hub_subscribe(rt_hub_t *hub, rt_peer_t *peer, const char *channel, size_t len) {
-  uint64_t h = hash_name(hub->seed, channel, len);
+  uint64_t h = rt_hash_bytes(hub->seed, channel, len);
   channel_t *c = find_hashed(hub, channel, len, h);
   if (c != NULL && find_sub(c, peer) != NULL) return RT_EEXIST;
   rt_sub_t *s = rt_malloc(sizeof(*s));

@@ -21,6 +21,7 @@
  * channel, client, entry, payload) and links only when nothing can fail, so
  * RT_ENOMEM leaves the state as it was (a grown table holds the same items).
  */
+#include "hash.h"
 #include "presence.h"
 
 #include <inttypes.h>
@@ -41,7 +42,7 @@ typedef struct link_s {
 typedef struct {
   const char *key; /* the item's key, owned by the item (or its client) */
   size_t len;      /* bytes in key */
-  uint64_t hash;   /* hash_key(p->seed, key, len), kept for probing and growth */
+  uint64_t hash;   /* rt_hash_bytes(p->seed, key, len), kept for probing and growth */
 } hnode_t;
 
 typedef struct {
@@ -126,21 +127,6 @@ static void list_unlink(link_t *n) {
 }
 
 /* ----------------------------------------------------------------- tables */
-
-/* FNV-1a from a per-object seed, then the MurmurHash3 finalizer (as the hub). */
-static uint64_t hash_key(uint64_t seed, const char *s, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 0x100000001b3ULL;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
 
 static hnode_t *table_find(const table_t *t, const char *key, size_t len, uint64_t h) {
   if (t->cap == 0) return NULL;
@@ -290,7 +276,7 @@ static channel_t *find_channel_hashed(const rt_presence_t *p, const char *name, 
 }
 
 static channel_t *find_channel(const rt_presence_t *p, const char *name, size_t len) {
-  return find_channel_hashed(p, name, len, hash_key(p->seed, name, len));
+  return find_channel_hashed(p, name, len, rt_hash_bytes(p->seed, name, len));
 }
 
 static client_t *find_client(const rt_presence_t *p, const char *id, size_t len, uint64_t h) {
@@ -419,8 +405,8 @@ rt_presence_t *rt_presence_new(const rt_presence_limits_t *limits) {
   if (limits != NULL) p->limits = *limits;
   link_init(&p->expiry);
   p->newest_stamp = INT64_MIN;
-  uintptr_t entropy[2] = {(uintptr_t)p, (uintptr_t)&hash_key};
-  p->seed = hash_key(0, (const char *)entropy, sizeof(entropy));
+  uintptr_t entropy[2] = {(uintptr_t)p, (uintptr_t)&rt_presence_new};
+  p->seed = rt_hash_bytes(0, (const char *)entropy, sizeof(entropy));
   return p;
 }
 
@@ -460,8 +446,8 @@ int rt_presence_set(rt_presence_t *p, const char *channel, size_t channel_len,
     return rt_errbuf_set(err, RT_ETOOLARGE, "Presence data too large: %zu bytes (limit %zu)",
                          data_len, max);
   size_t id_len = strlen(client_id);
-  set_args_t a = {channel,  channel_len, hash_key(p->seed, channel, channel_len),
-                  client_id, id_len,     hash_key(p->seed, client_id, id_len),
+  set_args_t a = {channel,  channel_len, rt_hash_bytes(p->seed, channel, channel_len),
+                  client_id, id_len,     rt_hash_bytes(p->seed, client_id, id_len),
                   user_id,  data,        data_len, wall_ms};
   channel_t *ch = find_channel_hashed(p, channel, channel_len, a.channel_hash);
   entry_t *e = ch != NULL ? find_entry(ch, client_id, id_len, a.id_hash) : NULL;
@@ -478,7 +464,7 @@ int rt_presence_get(const rt_presence_t *p, const char *channel, size_t channel_
                     const char *client_id, rt_presence_entry_t *entry_out) {
   channel_t *ch = find_channel(p, channel, channel_len);
   size_t id_len = strlen(client_id);
-  entry_t *e = ch != NULL ? find_entry(ch, client_id, id_len, hash_key(p->seed, client_id, id_len))
+  entry_t *e = ch != NULL ? find_entry(ch, client_id, id_len, rt_hash_bytes(p->seed, client_id, id_len))
                           : NULL;
   if (e == NULL) return RT_ENOENT;
   if (entry_out != NULL) view_of(e, entry_out);
@@ -489,7 +475,7 @@ int rt_presence_remove(rt_presence_t *p, const char *channel, size_t channel_len
                        const char *client_id, rt_presence_cb cb, void *user_data) {
   channel_t *ch = find_channel(p, channel, channel_len);
   size_t id_len = strlen(client_id);
-  entry_t *e = ch != NULL ? find_entry(ch, client_id, id_len, hash_key(p->seed, client_id, id_len))
+  entry_t *e = ch != NULL ? find_entry(ch, client_id, id_len, rt_hash_bytes(p->seed, client_id, id_len))
                           : NULL;
   if (e == NULL) return RT_ENOENT;
   remove_entry(p, e, cb, user_data);
@@ -505,7 +491,7 @@ int rt_presence_remove(rt_presence_t *p, const char *channel, size_t channel_len
 size_t rt_presence_remove_client(rt_presence_t *p, const char *client_id, rt_presence_cb cb,
                                  void *user_data) {
   size_t id_len = strlen(client_id);
-  uint64_t h = hash_key(p->seed, client_id, id_len);
+  uint64_t h = rt_hash_bytes(p->seed, client_id, id_len);
   uint64_t before = p->next_seq;
   size_t removed = 0;
   client_t *cl;
@@ -520,7 +506,7 @@ size_t rt_presence_remove_client(rt_presence_t *p, const char *client_id, rt_pre
 
 void rt_presence_touch_client(rt_presence_t *p, const char *client_id, int64_t mono_ms) {
   size_t id_len = strlen(client_id);
-  client_t *cl = find_client(p, client_id, id_len, hash_key(p->seed, client_id, id_len));
+  client_t *cl = find_client(p, client_id, id_len, rt_hash_bytes(p->seed, client_id, id_len));
   if (cl == NULL) return;
   for (link_t *l = cl->entries.next; l != &cl->entries; l = l->next)
     refresh(p, CONTAINER_OF(l, entry_t, client_link), mono_ms);

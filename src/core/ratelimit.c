@@ -9,6 +9,7 @@
  * fits in 64 bits, and a refill never adds more than one window's worth, so
  * no product overflows.
  */
+#include "hash.h"
 #include "ratelimit.h"
 
 #include <string.h>
@@ -166,7 +167,7 @@ int rt_ratelimit_take(rt_ratelimit_t *rl, const rt_rate_policy_t *policy, rt_rat
 
 typedef struct ip_entry_s {
   struct ip_entry_s *next; /* next entry in the same slot */
-  uint64_t hash;           /* hash_ip(seed, ip), kept for growth */
+  uint64_t hash;           /* rt_hash_bytes(seed, ip), kept for growth */
   uint32_t count;          /* open connections, >= 1 */
   char ip[];               /* NUL-terminated key */
 } ip_entry_t;
@@ -178,26 +179,6 @@ struct rt_iplimit_s {
   uint32_t max;       /* connections allowed per IP, 0 = unlimited */
   uint64_t seed;      /* per-table hash seed */
 };
-
-/*
- * FNV-1a from a per-table seed, then the MurmurHash3 finalizer so the low
- * bits a power-of-two table uses depend on every input bit. Not a keyed PRF:
- * a chain can only grow by one entry per live TCP connection from a distinct
- * address, which bounds what a collision attack buys.
- */
-static uint64_t hash_ip(uint64_t seed, const char *s, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 0x100000001b3ULL;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
 
 /* The link that points at ip's entry (or at the NULL ending its chain). */
 static ip_entry_t **find_link(const rt_iplimit_t *t, const char *ip, uint64_t h) {
@@ -242,7 +223,7 @@ rt_iplimit_t *rt_iplimit_new(uint32_t max) {
   t->cap = IP_TABLE_MIN_CAP;
   t->max = max;
   uintptr_t entropy[2] = {(uintptr_t)t, (uintptr_t)t->slots};
-  t->seed = hash_ip(0, (const char *)entropy, sizeof(entropy));
+  t->seed = rt_hash_bytes(0, (const char *)entropy, sizeof(entropy));
   return t;
 }
 
@@ -262,7 +243,7 @@ void rt_iplimit_free(rt_iplimit_t *t) {
 
 int rt_iplimit_acquire(rt_iplimit_t *t, const char *ip) {
   size_t n = strlen(ip);
-  uint64_t h = hash_ip(t->seed, ip, n);
+  uint64_t h = rt_hash_bytes(t->seed, ip, n);
   ip_entry_t **link = find_link(t, ip, h);
   if (*link != NULL) {
     if (t->max != 0 && (*link)->count >= t->max) return RT_ELIMIT;
@@ -283,7 +264,7 @@ int rt_iplimit_acquire(rt_iplimit_t *t, const char *ip) {
 }
 
 void rt_iplimit_release(rt_iplimit_t *t, const char *ip) {
-  ip_entry_t **link = find_link(t, ip, hash_ip(t->seed, ip, strlen(ip)));
+  ip_entry_t **link = find_link(t, ip, rt_hash_bytes(t->seed, ip, strlen(ip)));
   ip_entry_t *e = *link;
   if (e == NULL) return;
   if (--e->count > 0) return;
@@ -293,7 +274,7 @@ void rt_iplimit_release(rt_iplimit_t *t, const char *ip) {
 }
 
 uint32_t rt_iplimit_count(const rt_iplimit_t *t, const char *ip) {
-  const ip_entry_t *e = *find_link(t, ip, hash_ip(t->seed, ip, strlen(ip)));
+  const ip_entry_t *e = *find_link(t, ip, rt_hash_bytes(t->seed, ip, strlen(ip)));
   return e != NULL ? e->count : 0;
 }
 

@@ -17,6 +17,7 @@
  * - An instance is on the dirty queue iff it is dirty, not pinned and not
  *   detached.
  */
+#include "hash.h"
 #include "livequery.h"
 
 #include <inttypes.h>
@@ -158,17 +159,12 @@ static unsigned char fold_byte(unsigned char c, int fold) {
 
 /* FNV-1a from a per-registry seed, then the MurmurHash3 finalizer (as in the hub). */
 static uint64_t hash_bytes(uint64_t seed, const char *s, size_t n, int fold) {
-  uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+  uint64_t h = RT_FNV_OFFSET ^ seed;
   for (size_t i = 0; i < n; i++) {
     h ^= fold_byte((unsigned char)s[i], fold);
-    h *= 0x100000001b3ULL;
+    h *= RT_FNV_PRIME;
   }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
+  return rt_hash_mix(h);
 }
 
 static int keys_equal(const char *a, const char *b, size_t n, int fold) {
