@@ -1103,9 +1103,15 @@ static void on_readable(lg_t *lg, conn_t *c)
   }
 }
 
+static void on_writer_output(lg_t *lg);
+
 static void on_event(lg_t *lg, const struct epoll_event *ev)
 {
   conn_t *c = ev->data.ptr;
+  if (ev->data.ptr == &lg->live) {
+    on_writer_output(lg);
+    return;
+  }
   if (!c) {
     uint64_t expirations;
     if (read(lg->tfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
@@ -1310,15 +1316,26 @@ static bool drained(const lg_t *lg)
 
 /* ---------------------------------------------------------------- probes */
 
-static int64_t self_cpu_ns(void)
+static int64_t rusage_ns(int who)
 {
   struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
+  getrusage(who, &ru);
   return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * NS_PER_S +
          ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
 }
 
 /* /proc counts CPU time in clock ticks (USER_HZ). */
+static int64_t self_cpu_ns(void)
+{
+  return rusage_ns(RUSAGE_SELF);
+}
+
+/* CPU of reaped children: the writer of a live-query run, once it exited. */
+static int64_t children_cpu_ns(void)
+{
+  return rusage_ns(RUSAGE_CHILDREN);
+}
+
 static int64_t ticks_ns(unsigned long long ticks)
 {
   return (int64_t)(ticks * (unsigned long long)NS_PER_S / (unsigned long long)sysconf(_SC_CLK_TCK));
@@ -1581,6 +1598,264 @@ static int run_idle(lg_t *lg)
   return ok ? 0 : 1;
 }
 
+/* ------------------------------------------------------ live-query runs */
+
+#define QUIET_NS (500 * NS_PER_MS) /* drain without an expected count: this long without a push */
+#define HTTP_TIMEOUT_S 5           /* GET /stats: longest wait for connect, send or receive */
+
+/* Fetches GET /stats over a blocking connection of its own (once before the
+ * writer starts and once after the drain, so it never delays a push) and
+ * reads the liveQueries totals: {"instances":N,"subscriptions":N,
+ * "evaluations":N}. The server answers with Connection: close, so the body
+ * ends at EOF; Content-Length is not needed. Returns 0, or -1 with a reason
+ * on stderr. */
+static int fetch_stats(const lg_t *lg, lq_stats_t *out)
+{
+  static const char *const keys[] = {"instances", "subscriptions", "evaluations"};
+  struct timeval tv = {.tv_sec = HTTP_TIMEOUT_S};
+  bytes_t resp = {0};
+  char req[512], buf[4096];
+  span_t v[3];
+  ssize_t n;
+  *out = (lq_stats_t){0};
+  int fd = socket(lg->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    die("socket: %s", strerror(errno));
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  int len = snprintf(req, sizeof(req), "GET /stats HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n",
+                     lg->o.host, lg->o.port);
+  if (connect(fd, (const struct sockaddr *)&lg->addr, lg->addrlen) < 0 ||
+      write(fd, req, (size_t)len) != len) {
+    fprintf(stderr, "rt_loadgen: GET /stats: %s\n", strerror(errno));
+    close(fd);
+    return -1;
+  }
+  while ((n = read(fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0)
+      bytes_append(&resp, buf, (size_t)n);
+  close(fd);
+  bytes_append(&resp, "", 1);
+  const char *body = strstr(resp.data, "\r\n\r\n"), *lq = body ? strstr(body, "\"liveQueries\":") : NULL;
+  const char *end = resp.data + resp.len - 1;
+  int rc = -1;
+  if (strncmp(resp.data, "HTTP/1.1 200", 12) != 0 || !lq)
+    fprintf(stderr, "rt_loadgen: GET /stats: no 200 answer with liveQueries: %.80s\n", resp.data);
+  else if (scan_object(lq + 14, end, keys, 3, v) < 0 || span_u64(v[0], &out->instances) < 0 ||
+           span_u64(v[1], &out->subscriptions) < 0 || span_u64(v[2], &out->evaluations) < 0)
+    fprintf(stderr, "rt_loadgen: GET /stats: unreadable liveQueries: %.120s\n", lq);
+  else
+    rc = 0;
+  out->ok = rc == 0;
+  free(resp.data);
+  return rc;
+}
+
+/* Runs --writer-cmd with `sh -c`, its stdout on a non-blocking pipe in the
+ * epoll set (tagged by &lg->live instead of a connection), so its report is
+ * collected while pushes are counted. Its stderr stays ours. The child gets
+ * no other descriptor: every socket here is close-on-exec. */
+static void spawn_writer(lg_t *lg)
+{
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0)
+    die("pipe: %s", strerror(errno));
+  pid_t pid = fork();
+  if (pid < 0)
+    die("fork: %s", strerror(errno));
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    execl("/bin/sh", "sh", "-c", lg->o.writer_cmd, (char *)NULL);
+    _exit(127);
+  }
+  close(fds[1]);
+  fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &lg->live};
+  if (epoll_ctl(lg->ep, EPOLL_CTL_ADD, fds[0], &ev) < 0)
+    die("epoll_ctl: %s", strerror(errno));
+  lg->live.writer = pid;
+  lg->live.writer_fd = fds[0];
+}
+
+/* Reads the writer's report line `rt_lq_writer: commits=N inserts=I
+ * updates=U groups=G ... late=L` (the last one, if it printed several). */
+static void parse_writer_report(live_t *lv)
+{
+  const char *p = NULL, *q;
+  bytes_append(&lv->writer_out, "", 1);
+  lv->writer_out.len--;
+  for (q = lv->writer_out.data; (q = strstr(q, "commits=")) != NULL; q++)
+    p = q;
+  if (!p || sscanf(p, "commits=%lld inserts=%lld updates=%lld groups=%lld", &lv->commits,
+                   &lv->inserts, &lv->updates, &lv->groups) != 4)
+    return;
+  if ((q = strstr(p, "late=")) != NULL)
+    sscanf(q, "late=%lld", &lv->writer_late);
+}
+
+/* Collects what the writer printed; at EOF reaps it (it is exiting) and
+ * parses its report. */
+static void on_writer_output(lg_t *lg)
+{
+  live_t *lv = &lg->live;
+  char buf[1024];
+  ssize_t n;
+  while ((n = read(lv->writer_fd, buf, sizeof(buf))) > 0)
+    bytes_append(&lv->writer_out, buf, (size_t)n);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    return;
+  epoll_ctl(lg->ep, EPOLL_CTL_DEL, lv->writer_fd, NULL);
+  close(lv->writer_fd);
+  lv->writer_fd = -1;
+  while (waitpid(lv->writer, &lv->writer_status, 0) < 0 && errno == EINTR)
+    ;
+  lv->writer = 0;
+  parse_writer_report(lv);
+}
+
+static bool writer_done(const lg_t *lg)
+{
+  return lg->live.writer_fd < 0;
+}
+
+/* A writer still running when --duration ran out is stopped with SIGTERM
+ * (rt_lq_writer then prints its report and exits) and waited for. */
+static void stop_writer(lg_t *lg)
+{
+  if (writer_done(lg))
+    return;
+  kill(lg->live.writer, SIGTERM);
+  fcntl(lg->live.writer_fd, F_SETFL, 0);
+  on_writer_output(lg);
+}
+
+/* With insert-only commits spread over exactly K groups (commit i inserts
+ * into group i % K, as rt_lq_writer does), subscriber i must be shown every
+ * insert into group i % K: that gives the expected number of changes.
+ * Otherwise (updates coalesce on one row) it stays unknown. */
+static void expect_changes(lg_t *lg)
+{
+  live_t *lv = &lg->live;
+  uint64_t k = (uint64_t)lg->o.query_params;
+  if (lv->commits <= 0 || lv->updates != 0 || lv->groups != (long long)k)
+    return;
+  uint64_t ins = (uint64_t)lv->inserts;
+  for (int i = 0; i < lg->o.subscribers; i++)
+    lv->expected += ins / k + ((uint64_t)lg->subs[i].channel < ins % k);
+}
+
+/* Drain: until every expected change arrived, or, when that count is
+ * unknown, until no push came for QUIET_NS. */
+static bool live_drained(const lg_t *lg)
+{
+  if (lg->live.expected)
+    return lg->live.changes >= lg->live.expected;
+  int64_t last = lg->live.last_push > lg->t_stop ? lg->live.last_push : lg->t_stop;
+  return now_ns() - last >= QUIET_NS;
+}
+
+/* Setup, statistics, the writer's run (or --duration seconds without one),
+ * the drain, statistics again. The CPU samples bracket the writer's run and
+ * the drain. */
+static void run_live(lg_t *lg)
+{
+  int64_t t0 = now_ns();
+  setup(lg);
+  lg->setup_ns = now_ns() - t0;
+  if (fetch_stats(lg, &lg->live.before) < 0)
+    die("cannot read the server's liveQueries statistics");
+  lg->phase = PHASE_MEASURE;
+  lg->t_start = now_ns();
+  lg->cpu_self = self_cpu_ns();
+  lg->cpu_server = server_cpu_ns(lg->o.server_pid);
+  lg->cpu_all = machine_cpu_ns();
+  int64_t deadline = lg->t_start + (int64_t)(lg->o.duration * NS_PER_S);
+  if (lg->o.writer_cmd) {
+    spawn_writer(lg);
+    if (!run_until(lg, deadline, writer_done))
+      stop_writer(lg);
+  } else {
+    run_until(lg, deadline, never);
+  }
+  lg->t_stop = now_ns();
+  lg->phase = PHASE_DRAIN;
+  expect_changes(lg);
+  int64_t drain_end = lg->t_stop + (int64_t)(lg->o.drain * NS_PER_S);
+  while (!live_drained(lg) && now_ns() < drain_end) {
+    int64_t step = now_ns() + 100 * NS_PER_MS;
+    run_until(lg, step < drain_end ? step : drain_end, live_drained);
+  }
+  lg->t_end = now_ns();
+  fetch_stats(lg, &lg->live.after);
+  for (int i = 0; i < lg->o.subscribers; i++)
+    lg->live.silent += lg->subs[i].pushes == 0;
+}
+
+static int report_live(const lg_t *lg)
+{
+  const live_t *lv = &lg->live;
+  const stats_t *s = &lg->st;
+  const hist_t *h = &lg->hist;
+  double window = secs(lg->t_stop - lg->t_start), span = secs(lg->t_end - lg->t_start);
+  double cpu = secs(self_cpu_ns() - lg->cpu_self), wcpu = secs(children_cpu_ns());
+  int64_t srv_end = server_cpu_ns(lg->o.server_pid), all_end = machine_cpu_ns();
+  double srv = lg->cpu_server >= 0 && srv_end >= 0 ? secs(srv_end - lg->cpu_server) : NAN;
+  double other = lg->cpu_all >= 0 && all_end >= 0 ? secs(all_end - lg->cpu_all) - cpu - wcpu : NAN;
+  double commits = lv->commits >= 0 ? (double)lv->commits : NAN;
+  bool stats = lv->before.ok && lv->after.ok;
+  double evals = stats ? (double)(lv->after.evaluations - lv->before.evaluations) : NAN;
+  double missed = lv->expected ? (double)(lv->expected > lv->changes ? lv->expected - lv->changes : 0)
+                               : NAN;
+  double us = 1e-3;
+  field_t f[] = {
+      {"subscribers", "subscribers", lg->o.subscribers, 0},
+      {"query_params", "distinct params (K)", lg->o.query_params, 0},
+      {"setup_s", "setup (s)", secs(lg->setup_ns), 2},
+      {"window_s", "writer run (s)", window, 3},
+      {"drain_s", "drain (s)", secs(lg->t_end - lg->t_stop), 3},
+      {"commits", "commits (writer)", commits, 0},
+      {"commits_per_s", "commits/s", window > 0 ? commits / window : NAN, 1},
+      {"writer_late", "commits late (>1 ms, writer)", lv->writer_late >= 0 ? (double)lv->writer_late : NAN, 0},
+      {"pushes", "pushes received", (double)lv->pushes, 0},
+      {"diffs", "  of them query_diff", (double)lv->diffs, 0},
+      {"results", "  of them query_result", (double)lv->results, 0},
+      {"pushes_per_commit", "pushes per commit", commits > 0 ? (double)lv->pushes / commits : NAN, 2},
+      {"changes", "changed rows shown", (double)lv->changes, 0},
+      {"changes_expected", "changed rows expected", lv->expected ? (double)lv->expected : NAN, 0},
+      {"missed", "changed rows missed", missed, 0},
+      {"silent", "subscribers without a push", (double)lv->silent, 0},
+      {"misrouted", "rows for another param", (double)s->misrouted, 0},
+      {"untimed", "rows without a timestamp", (double)lv->untimed, 0},
+      {"errors", "error frames", (double)s->errors, 0},
+      {"dropped", "connections dropped", (double)s->dropped, 0},
+      {"latency_samples", "latency samples", (double)h->total, 0},
+      {"latency_p50_us", "change-to-push p50 (us)", (double)hist_percentile(h, 50) * us, 1},
+      {"latency_p90_us", "change-to-push p90 (us)", (double)hist_percentile(h, 90) * us, 1},
+      {"latency_p99_us", "change-to-push p99 (us)", (double)hist_percentile(h, 99) * us, 1},
+      {"latency_max_us", "change-to-push max (us)", (double)h->max * us, 1},
+      {"latency_mean_us", "change-to-push mean (us)", h->total ? h->sum / (double)h->total * us : NAN, 1},
+      {"instances", "liveQueries.instances (end)", stats ? (double)lv->after.instances : NAN, 0},
+      {"lq_subscriptions", "liveQueries.subscriptions (end)", stats ? (double)lv->after.subscriptions : NAN, 0},
+      {"evaluations", "evaluations (delta)", evals, 0},
+      {"evaluations_per_commit", "evaluations per commit", commits > 0 ? evals / commits : NAN, 3},
+      {"loadgen_cpu_s", "loadgen CPU (s)", cpu, 3},
+      {"loadgen_cpu_pct", "loadgen CPU (% of one core)", span > 0 ? 100 * cpu / span : NAN, 1},
+      {"writer_cpu_s", "writer CPU (s)", lg->o.writer_cmd ? wcpu : NAN, 3},
+      {"server_cpu_s", "server CPU (s)", srv, 3},
+      {"server_cpu_us_per_commit", "server CPU per commit (us)", commits > 0 ? srv * 1e6 / commits : NAN, 1},
+      {"other_cpu_s", "other processes' CPU (s)", other - srv, 3},
+  };
+  bool writer_ok = !lg->o.writer_cmd || (lv->writer_status == 0 && lv->commits > 0);
+  bool ok = writer_ok && stats && !s->errors && !s->dropped && !s->misrouted && !lv->untimed &&
+            lv->pushes > 0 && !(missed > 0) &&
+            !(lv->silent && lv->commits >= (long long)lg->o.query_params);
+  if (lg->o.writer_cmd && !writer_ok)
+    fprintf(stderr, "rt_loadgen: the writer failed (wait status %d) or reported no commits: %.200s\n",
+            lv->writer_status, lv->writer_out.data ? lv->writer_out.data : "");
+  print_report(lg, "livequery", f, (int)(sizeof(f) / sizeof(f[0])), ok);
+  return ok ? 0 : 1;
+}
+
 /* --------------------------------------------------------------- options */
 
 typedef enum { OPT_STR, OPT_INT, OPT_NUM, OPT_FLAG } opt_kind_t;
@@ -1615,6 +1890,11 @@ static const optdef_t optdefs[] = {
     OPT("connect-batch", OPT_INT, connect_batch, 1e6, "N", "handshakes in progress at once (256)"),
     OPT("server-pid", OPT_INT, server_pid, 1e9, "PID", "sample the server's CPU and RSS in /proc"),
     OPT("idle", OPT_FLAG, idle, 0, "", "scenario D: N idle connections, one channel each"),
+    OPT("query", OPT_STR, query, 0, "NAME", "live queries: subscribe to this configured query"),
+    OPT("query-params-count", OPT_INT, query_params, 1e6, "K", "subscriber i uses params [i % K] (1)"),
+    OPT("ts-column", OPT_STR, ts_column, 0, "COL", "row column with the writer's CLOCK_MONOTONIC ns (ts)"),
+    OPT("param-column", OPT_STR, param_column, 0, "COL", "row column that must equal the param"),
+    OPT("writer-cmd", OPT_STR, writer_cmd, 0, "CMD", "sh command run after setup; its exit ends the run"),
     OPT("label", OPT_STR, label, 0, "TEXT", "copied into the report and the JSON line"),
     OPT("json", OPT_FLAG, json, 0, "", "also print the result as one JSON line"),
 };
@@ -1624,6 +1904,8 @@ static void usage(FILE *f)
 {
   char flag[48];
   fputs("usage: rt_loadgen [options]\n", f);
+  fputs("fan-out (default), --idle, or live queries (--query: subscribers take pushes,\n"
+        "--writer-cmd commits meanwhile, latency = receipt - the rows' timestamp column)\n", f);
   for (int i = 0; i < NOPTS; i++) {
     snprintf(flag, sizeof(flag), "--%s %s", optdefs[i].name, optdefs[i].arg);
     fprintf(f, "  %-22s %s\n", flag, optdefs[i].help);
@@ -1656,6 +1938,28 @@ static void set_opt(opts_t *o, const optdef_t *d, const char *arg)
     *(double *)field = v;
 }
 
+/* Names are copied into JSON commands and compared with raw JSON keys, so
+ * they are limited to characters that need no escaping. */
+static void check_name(const char *opt, const char *v)
+{
+  size_t n = strlen(v);
+  if (n == 0 || n > 100 || strspn(v, LABEL_CHARS) != n || strchr(v, ' '))
+    die("--%s: 1-100 letters, digits or '_-.:/@+='", opt);
+}
+
+/* Live-query mode: subscribers only, spread over K params like channels. */
+static void check_live_opts(opts_t *o)
+{
+  check_name("query", o->query);
+  check_name("ts-column", o->ts_column);
+  if (o->param_column)
+    check_name("param-column", o->param_column);
+  if (o->idle || o->query_params < 1 || o->subscribers < 1)
+    die("--query needs --query-params-count >= 1, subscribers, and no --idle");
+  o->channels = o->query_params;
+  o->publishers = 0;
+}
+
 static void parse_opts(opts_t *o, int argc, char **argv)
 {
   struct option longopts[NOPTS + 2];
@@ -1667,7 +1971,8 @@ static void parse_opts(opts_t *o, int argc, char **argv)
   longopts[NOPTS + 1] = (struct option){0};
   *o = (opts_t){.host = "127.0.0.1", .port = "8080", .path = "/ws", .subscribers = 1000,
                 .channels = 1, .publishers = 1, .window = 64, .duration = 10, .payload = 64,
-                .warmup = 1, .drain = 5, .connect_batch = 256};
+                .warmup = 1, .drain = 5, .connect_batch = 256, .query_params = 1,
+                .ts_column = "ts"};
   int i;
   while ((i = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (i == NOPTS) {
@@ -1685,6 +1990,8 @@ static void parse_opts(opts_t *o, int argc, char **argv)
     die("--label: only letters, digits and ' _-.:/@+=' (it is printed into JSON as is)");
   if (o->channels < 1 || o->publishers < 1 || o->window < 1 || o->connect_batch < 1)
     die("--channels, --publishers, --window and --connect-batch must be at least 1");
+  if (o->query)
+    check_live_opts(o);
   if (o->idle) {
     if (o->subscribers < 1)
       die("--idle needs at least one connection");
@@ -1769,6 +2076,8 @@ static void init(lg_t *lg)
   if (lg->ep < 0 || lg->tfd < 0 || epoll_ctl(lg->ep, EPOLL_CTL_ADD, lg->tfd, &ev) < 0)
     die("epoll/timerfd: %s", strerror(errno));
   lg->xs = (uint64_t)now_ns() | 1;
+  lg->live = (live_t){.writer_fd = -1, .writer_status = -1, .commits = -1, .inserts = -1,
+                      .updates = -1, .groups = -1, .writer_late = -1};
 }
 
 static void destroy(lg_t *lg)
@@ -1790,6 +2099,7 @@ static void destroy(lg_t *lg)
   free(lg->dirty);
   free(lg->rbuf);
   free(lg->scratch);
+  free(lg->live.writer_out.data);
   close(lg->ep);
   close(lg->tfd);
   free(lg);
@@ -1803,9 +2113,16 @@ int main(int argc, char **argv)
   raise_nofile((rlim_t)(lg->o.subscribers + lg->o.publishers) + 64);
   resolve(lg);
   init(lg);
-  if (!lg->o.idle)
+  int rc;
+  if (lg->o.idle) {
+    rc = run_idle(lg);
+  } else if (lg->o.query) {
+    run_live(lg);
+    rc = report_live(lg);
+  } else {
     run_fanout(lg);
-  int rc = lg->o.idle ? run_idle(lg) : report_fanout(lg);
+    rc = report_fanout(lg);
+  }
   close_all(lg);
   destroy(lg);
   return rc;
