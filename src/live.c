@@ -36,6 +36,7 @@ typedef struct {
   int rc;                 /* outcome of the evaluation */
   rt_errbuf_t err;        /* its message */
   rt_sqldb_result_t *res; /* the rows, when rc == 0 */
+  int key_index;          /* result column holding the key, or -1 */
 } eval_t;
 
 typedef struct {
@@ -99,6 +100,7 @@ static void evaluate(eval_t *e, rt_sqldb_t *db, const rt_config_t *cfg) {
   if (e->rc == 0) {
     rt_sqldb_limits_t lim = {cfg->live_timeout_ms, cfg->live_max_rows, cfg->live_max_bytes};
     e->rc = rt_sqldb_query_run(q, &lim, &e->res, &e->err);
+    e->key_index = rt_sqldb_query_key_column(q); /* after the run: it may have re-prepared */
   }
   rt_sqldb_query_free(q);
 }
@@ -131,8 +133,11 @@ static void apply(rt_live_t *live, eval_t *e) {
       rows[i] = rt_sqldb_result_row(e->res, i, &lens[i]);
       if (keyed) keys[i] = rt_sqldb_result_key(e->res, i, &klens[i]);
     }
+    const char *key_col = keyed && e->key_index >= 0
+                              ? rt_sqldb_result_column(e->res, (size_t)e->key_index)
+                              : NULL;
     rt_lq_result_t r = {cols, clen, n, rows, lens, keyed, keyed ? keys : NULL,
-                        keyed ? klens : NULL};
+                        keyed ? klens : NULL, key_col};
     rt_lq_apply(live->reg, e->inst, &r);
   }
   rt_free(cols);

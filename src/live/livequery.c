@@ -455,23 +455,37 @@ static void copy_keys(const rt_lq_result_t *in, char *dst, size_t *koff) {
 static int result_from_input(const rt_lq_t *reg, const rt_lq_result_t *in, result_t *r) {
   size_t rows_len, keys_len, text_len = in->columns_len;
   int keyed;
+  rt_strbuf_t key = {0}; /* ,"key":"<column>" after the columns: part of the ack's column section */
   memset(r, 0, sizeof(*r));
   if (check_input(in) != 0 || measure_input(in, &rows_len, &keys_len, &keyed) != 0 ||
       add_size(&text_len, rows_len) != 0 || add_size(&text_len, keys_len) != 0)
     return RT_EINVAL;
-  if (result_alloc(r, text_len, in->nrows, keyed) != 0) return RT_ENOMEM;
+  if (keyed && in->key_column != NULL &&
+      (rt_strbuf_append(&key, ",\"key\":", 7) != 0 ||
+       rt_strbuf_append_json_string(&key, in->key_column, strlen(in->key_column)) != 0 ||
+       add_size(&text_len, key.len) != 0)) {
+    rt_strbuf_destroy(&key);
+    return RT_ENOMEM;
+  }
+  size_t clen = in->columns_len + key.len;
+  if (result_alloc(r, text_len, in->nrows, keyed) != 0) {
+    rt_strbuf_destroy(&key);
+    return RT_ENOMEM;
+  }
   memcpy(r->text, in->columns, in->columns_len);
+  if (key.len > 0) memcpy(r->text + in->columns_len, key.p, key.len);
+  rt_strbuf_destroy(&key);
   r->columns = r->text;
-  r->columns_len = in->columns_len;
-  r->rows = r->text + in->columns_len;
+  r->columns_len = clen;
+  r->rows = r->text + clen;
   r->rows_len = rows_len;
   r->off = r->nums;
-  copy_rows(in, r->text + in->columns_len, r->nums);
+  copy_rows(in, r->text + clen, r->nums);
   if (keyed) {
     r->keys = r->rows + rows_len;
     r->koff = r->nums + in->nrows + 1;
     r->index = r->nums + 2 * (in->nrows + 1);
-    copy_keys(in, r->text + in->columns_len + rows_len, r->nums + in->nrows + 1);
+    copy_keys(in, r->text + clen + rows_len, r->nums + in->nrows + 1);
     index_keys(reg, r);
   }
   return 0;

@@ -39,7 +39,8 @@
  * Diff rules (rt_lq_apply):
  * - No previous result (first evaluation): every subscriber is waiting for
  *   its ack; each gets {"type":"ack","id":N,"subscription":"<id>",
- *   "columns":[...],"rows":[...]} ("id" only when the subscribe had one).
+ *   "columns":[...],"key":"<column>","rows":[...]} ("id" only when the
+ *   subscribe had one, "key" only for a keyed result with a key column).
  * - Keyed: both the previous and the new result have keys (every row one,
  *   all distinct) and the same columns: inserted = rows whose key is new,
  *   updated = rows whose key existed with different JSON, deleted = keys
@@ -202,6 +203,9 @@ typedef struct {
   const char *const *keys;    /* keys[i]: JSON text of row i's key value (e.g. 7 or "a");
                                  NULL = this row has no key, making the result unkeyed */
   const size_t *key_lens;     /* bytes of keys[i] */
+  const char *key_column;     /* name of the key column (NUL-terminated), or NULL: announced
+                                 in the ack as "key" when the result is keyed, so clients
+                                 know which column `deleted` and `updated` refer to */
 } rt_lq_result_t;
 
 /*

@@ -207,12 +207,15 @@ function assertRow(row, columns, what) {
 
 /**
  * Asserts the exact shape of a query_subscribe ack:
- * {type:"ack", id, subscription:<non-empty string>, columns:[strings], rows:[rows]}.
+ * {type:"ack", id, subscription:<non-empty string>, columns:[strings], key?:<a column>, rows:[rows]}
+ * ("key" names the key column of a keyed result, so a client knows what `deleted` lists).
  */
 function assertAck(msg, id) {
   const text = JSON.stringify(msg);
   assert.equal(msg?.type, 'ack', `expected an ack, got ${text}`);
-  assert.deepEqual(Object.keys(msg).sort(), ['columns', 'id', 'rows', 'subscription', 'type'], `ack keys: ${text}`);
+  const keys = ['columns', 'id', ...('key' in msg ? ['key'] : []), 'rows', 'subscription', 'type'];
+  assert.deepEqual(Object.keys(msg).sort(), keys, `ack keys: ${text}`);
+  if ('key' in msg) assert.ok(msg.columns.includes(msg.key), `ack key ${msg.key} is a column: ${text}`);
   assert.equal(msg.id, id, `ack id: ${text}`);
   assert.equal(typeof msg.subscription, 'string', `subscription id is a string: ${text}`);
   assert.ok(msg.subscription.length > 0, 'non-empty subscription id');
@@ -236,7 +239,7 @@ async function subscribe(c, spec) {
   const id = nextId++;
   const msg = await c.request(subscribeCmd(spec, id), REPLY_TIMEOUT);
   assertAck(msg, id);
-  return { sub: msg.subscription, columns: msg.columns, rows: msg.rows };
+  return { sub: msg.subscription, columns: msg.columns, rows: msg.rows, key: msg.key };
 }
 
 /** Sends a query_subscribe that must fail with `code`; returns the error message. */
@@ -354,7 +357,8 @@ describe('keyed live query: diffs from another process', () => {
   it('ack has the columns and current rows; inserts, updates and deletes arrive as query_diff in order', T, async () => {
     await withLive({}, async ({ srv, db }) => {
       const c = await connect(srv.url);
-      const { sub, columns, rows } = await subscribe(c, { query: 'pending_orders', params: ['pending'] });
+      const { sub, columns, rows, key } = await subscribe(c, { query: 'pending_orders', params: ['pending'] });
+      assert.equal(key, 'id', 'the ack names the key column');
       assert.deepEqual(columns, ['id', 'status', 'total']);
       assert.deepEqual(sortBy(rows), sortBy(await select(db, PENDING_FRESH)), 'ack rows = fresh SELECT');
       assert.equal(rows.length, 10);

@@ -1040,10 +1040,31 @@ static void test_oom_notify(void **state) {
   assert_true(frame_for("q1") != NULL && frame_for("q2") != NULL);
 }
 
+
+/* The ack names the key column of a keyed result, so clients can apply diffs; not of an unkeyed one. */
+static void test_ack_announces_key_column(void **state) {
+  int a, b;
+  rt_lq_sub_out_t o = sub(&a, SQL, "[7]", TABLES("t"));
+  res_t buf;
+  rt_lq_result_t *r = (rt_lq_result_t *)mk(&buf, COLS, ROWS(R1), ROWS("1"), 1);
+  r->key_column = "i\"d";
+  assert_int_equal(rt_lq_apply(reg, o.evaluate, r), 1);
+  assert_string_equal(frame_for("q1"), "{\"type\":\"ack\",\"id\":1,\"subscription\":\"q1\",\"columns\":" COLS
+                                       ",\"key\":\"i\\\"d\",\"rows\":[" R1 "]}");
+  clear_recs();
+  rt_lq_sub_out_t u = sub(&b, SQL, "[8]", TABLES("t"));
+  r = (rt_lq_result_t *)mk(&buf, COLS, ROWS(R1), NULL, 0);
+  r->key_column = "id"; /* ignored: the result is not keyed */
+  assert_int_equal(rt_lq_apply(reg, u.evaluate, r), 1);
+  assert_string_equal(frame_for("q2"), "{\"type\":\"ack\",\"id\":1,\"subscription\":\"q2\",\"columns\":" COLS
+                                       ",\"rows\":[" R1 "]}");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_new_free, setup, teardown),
       cmocka_unit_test_setup_teardown(test_share_same_key, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ack_announces_key_column, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ack_without_id_and_empty_result, setup, teardown),
       cmocka_unit_test_setup_teardown(test_subscribe_invalid, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unsubscribe, setup, teardown),
