@@ -37,79 +37,11 @@ POLL_MS=${POLL_MS:-50}
 SYNC=${SYNC:-normal}
 PIN=${PIN:-1}
 JSON_OUT=${JSON_OUT:-}
+BENCH_NAME=livequery
 
-log() { printf 'livequery: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
-
-build() {
-  if [[ ! -f $BUILD/CMakeCache.txt ]]; then
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  fi
-  cmake --build "$BUILD" -j "$(nproc)" --target realtimed rt_loadgen rt_lq_writer >/dev/null
-}
-
-raise_fd_limit() {
-  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-  local have
-  have=$(ulimit -n)
-  if [[ $have != unlimited ]] && (( have < SUBSCRIBERS + 100 )); then
-    die "open-file limit is $have, need $((SUBSCRIBERS + 100)) (raise the hard limit: ulimit -Hn)"
-  fi
-}
-
-SERVER_PIN=()
-CLIENT_PIN=()
-if [[ $PIN == 1 ]] && command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
-  SERVER_PIN=(taskset -c 0)
-  CLIENT_PIN=(taskset -c 1)
-fi
-
-TMP=$(mktemp -d)
-SERVER_PID=
-LOG_SHOWN=0
-
-show_server_log() {
-  (( LOG_SHOWN )) && return 0
-  LOG_SHOWN=1
-  log "last lines of the server's stderr:"
-  tail -n 20 "$TMP/server.err" >&2
-}
-
-# SIGTERM, then up to 10 s for the graceful shutdown; a server that needs
-# SIGKILL, exits non-zero or printed a sanitizer report fails the benchmark.
-stop_server() {
-  [[ -n $SERVER_PID ]] || return 0
-  local pid=$SERVER_PID status=0
-  SERVER_PID=
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    log "server did not exit within 10 s of SIGTERM"
-    return 1
-  fi
-  wait "$pid" || status=$?
-  if (( status != 0 )); then
-    log "server exited with status $status"
-    show_server_log
-    return 1
-  fi
-  if grep -qE 'AddressSanitizer|runtime error:|LeakSanitizer' "$TMP/server.err"; then
-    log "sanitizer report in the server log:"
-    grep -m 20 -E 'ERROR|runtime error' "$TMP/server.err" >&2
-    return 1
-  fi
-}
-
-cleanup() {
-  stop_server || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
+# log, die, build, raise_fd_limit, pinning, TMP, start_server, stop_server, field.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # The server creates the database file and runs `setup` at start, so the
 # table (and its change-tracking triggers, once subscribed) exist before the
@@ -133,33 +65,14 @@ write_config() {
 JSON
 }
 
-start_server() {
-  "${SERVER_PIN[@]}" "$REALTIMED" --config "$TMP/config.json" --host 127.0.0.1 --port 0 \
-    >"$TMP/server.out" 2>"$TMP/server.err" &
-  SERVER_PID=$!
-  for _ in $(seq 100); do
-    PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/server.out" | head -n 1)
-    [[ -n $PORT ]] && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  show_server_log
-  die "server exited or did not print 'listening on 127.0.0.1:PORT' within 10 s"
-}
-
-# field JSON KEY: the raw value of a top-level number in rt_loadgen's JSON line.
-field() {
-  sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1"
-}
-
 main() {
   if [[ $REALTIMED == "$BUILD/realtimed" || $LOADGEN == "$BUILD/rt_loadgen" ||
         $WRITER == "$BUILD/rt_lq_writer" ]]; then
-    build
+    build realtimed rt_loadgen rt_lq_writer
   fi
-  raise_fd_limit
+  raise_fd_limit $((SUBSCRIBERS + 100))
   write_config
-  start_server
+  start_server "$REALTIMED" --config "$TMP/config.json"
   log "server pid $SERVER_PID on port $PORT${SERVER_PIN:+ (server CPU 0, rt_loadgen and writer CPU 1)}"
   local writer status=0 json
   writer="$WRITER --db $TMP/bench.db --groups $PARAMS --rate $RATE --duration $DURATION --op $OP"
