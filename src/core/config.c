@@ -5,17 +5,14 @@
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "alloc.h"
-#include "perm.h"
+#include "config_blocks.h"
 
 #define ENV_PREFIX "REALTIME_"
-#define KEY_MAX 64           /* longest key path accepted, with its NUL */
 #define ENV_NAME_MAX 128     /* longest environment name built, with its NUL */
-#define GOT_TEXT_MAX 32      /* bytes of an offending value quoted in messages */
 #define SUGGEST_DISTANCE 2   /* edits within which an unknown key gets a "did you mean" */
 #define MS_MAX 86400000u     /* one day: the ceiling of every duration */
 #define SIZE_LIMIT ((uint64_t)1 << 30)
@@ -23,8 +20,6 @@
 #define LEEWAY_MAX 3600u     /* an hour of clock skew; more would keep expired tokens alive */
 #define DISCONNECT_MAX 1000u /* largest rateLimit.disconnectAfter multiple */
 #define ALG_LIST_MAX 64      /* every algorithm name, comma-separated, with its NUL */
-#define KEY_NAME_MAX 128     /* longest API key name */
-#define QUERY_NAME_MAX 64    /* longest live query name */
 #define POLL_MAX 60000u      /* database.pollInterval ceiling: a minute between looks for commits */
 #define LIVE_TIMEOUT_MAX 600000u /* ten minutes: the longest one evaluation may run */
 #define LIVE_BYTES_MAX ((uint64_t)256 << 20) /* largest encoded result of one query */
@@ -285,11 +280,6 @@ static int stage_end(stage_t *st, int rc, rt_config_store_t *store, rt_config_t 
   return 0;
 }
 
-/* `"text"` for messages, cut to GOT_TEXT_MAX bytes with "..." so one line stays readable. */
-static void quote_text(char *got, size_t cap, const char *text) {
-  snprintf(got, cap, "\"%.*s%s\"", GOT_TEXT_MAX, text, strlen(text) > GOT_TEXT_MAX ? "..." : "");
-}
-
 /* Stores a copy of value as the key's owned string and points the staged config at it. */
 static int stage_copy(stage_t *st, const option_t *o, const char *value, const char *who,
                       rt_errbuf_t *err) {
@@ -308,8 +298,8 @@ static int stage_string(stage_t *st, const option_t *o, const char *value, const
                         rt_errbuf_t *err) {
   const char *rule = o->check != NULL ? o->check(value) : NULL;
   if (rule != NULL) {
-    char got[GOT_TEXT_MAX + 8];
-    quote_text(got, sizeof(got), value);
+    char got[RT_CONFIG_GOT_TEXT_MAX + 8];
+    rt_config_quote_text(got, sizeof(got), value);
     return rt_errbuf_set(err, RT_ECONFIG, "%s must be %s (got %s)", who, rule, got);
   }
   return stage_copy(st, o, value, who, err);
@@ -468,8 +458,8 @@ static int stage_text(stage_t *st, const option_t *o, const char *text, const ch
            : o->kind == KIND_BOOL ? parse_bool(text, &v)
                                   : parse_decimal(text, &v) && v >= o->min && v <= o->max;
   if (!ok) {
-    char got[GOT_TEXT_MAX + 8];
-    quote_text(got, sizeof(got), text);
+    char got[RT_CONFIG_GOT_TEXT_MAX + 8];
+    rt_config_quote_text(got, sizeof(got), text);
     return expect_error(o, who, got, 1, err);
   }
   if (o->kind == KIND_ALGS) return stage_algorithms(st, o, (unsigned)v, who, err);
@@ -477,63 +467,11 @@ static int stage_text(stage_t *st, const option_t *o, const char *text, const ch
   return 0;
 }
 
-/* What a JSON value is by type alone ("a number"): the description for secrets. */
-static const char *json_type_name(const json_t *v) {
-  switch (json_typeof(v)) {
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_STRING: return "a string";
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return json_array_size(v) == 0 ? "[]" : "an array";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: break;
-  }
-  return "null";
-}
-
-/* What a JSON value is, for messages: numbers by value, strings quoted if `quote`, else by type. */
-static void describe_json(const json_t *v, int quote, char *got, size_t cap) {
-  switch (json_typeof(v)) {
-    case JSON_INTEGER:
-      snprintf(got, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-      break;
-    case JSON_REAL:
-      snprintf(got, cap, "%g", json_real_value(v));
-      if (strpbrk(got, ".en") == NULL && strlen(got) + 2 < cap) strcat(got, ".0");
-      break;
-    case JSON_STRING:
-      if (quote) {
-        quote_text(got, cap, json_string_value(v));
-      } else {
-        snprintf(got, cap, "a string");
-      }
-      break;
-    case JSON_TRUE: snprintf(got, cap, "true"); break;
-    case JSON_FALSE: snprintf(got, cap, "false"); break;
-    default: snprintf(got, cap, "%s", json_type_name(v)); break;
-  }
-}
-
-/* The `origin: "key[i]"` and `origin: "key[i].member"` names of messages about array items. */
-static void item_name(char *who, size_t cap, const char *origin, const char *key, size_t i,
-                      const char *member) {
-  snprintf(who, cap, "%s%s\"%s[%zu]%s%s\"", origin, *origin ? ": " : "", key, i,
-           member != NULL ? "." : "", member != NULL ? member : "");
-}
-
-/* The name of permission j of API key i: `origin: "apiKeys[i].permissions[j]"`. */
-static void permission_name(char *who, size_t cap, const char *origin, size_t i, size_t j) {
-  char member[48];
-  snprintf(member, sizeof(member), "permissions[%zu]", j);
-  item_name(who, cap, origin, "apiKeys", i, member);
-}
-
 /* jwtAlgorithms in the file: a non-empty array of names; a bad item is named by its index. */
 static int stage_json_algorithms(stage_t *st, const option_t *o, const json_t *v,
                                  const char *origin, const char *who, rt_errbuf_t *err) {
   if (!json_is_array(v) || json_array_size(v) == 0) {
-    return expect_error(o, who, json_type_name(v), 0, err);
+    return expect_error(o, who, rt_config_json_type_name(v), 0, err);
   }
   unsigned set = 0;
   size_t i;
@@ -542,293 +480,14 @@ static int stage_json_algorithms(stage_t *st, const option_t *o, const json_t *v
     int a = json_is_string(item) ? find_algorithm(json_string_value(item), json_string_length(item))
                                  : -1;
     if (a < 0) {
-      char name[KEY_MAX + 256], got[GOT_TEXT_MAX + 8];
-      item_name(name, sizeof(name), origin, o->key, i, NULL);
-      describe_json(item, 1, got, sizeof(got));
+      char name[RT_CONFIG_KEY_MAX + 256], got[RT_CONFIG_GOT_TEXT_MAX + 8];
+      rt_config_item_name(name, sizeof(name), origin, o->key, i, NULL);
+      rt_config_describe_json(item, 1, got, sizeof(got));
       return rt_errbuf_set(err, RT_ECONFIG, "%s must be one of " ALG_NAMES " (got %s)", name, got);
     }
     set |= 1u << a;
   }
   return stage_algorithms(st, o, set, who, err);
-}
-
-/* ------------------------------------------------------------- API keys */
-
-/* An API key travels in a header or query: non-empty visible ASCII, no blanks. */
-static int valid_key_text(const char *key) {
-  if (key == NULL || key[0] == '\0') return 0;
-  for (const char *p = key; *p != '\0'; p++) {
-    if (*p <= ' ' || *p > '~') return 0;
-  }
-  return 1;
-}
-
-/* 1 when name is 1-max characters, each a letter, a digit or one of `punct`. */
-static int valid_name(const char *name, size_t max, const char *punct) {
-  size_t n = name != NULL ? strlen(name) : 0;
-  if (n == 0 || n > max) return 0;
-  for (const char *p = name; *p != '\0'; p++) {
-    int alnum = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9');
-    if (!alnum && strchr(punct, *p) == NULL) return 0;
-  }
-  return 1;
-}
-
-/*
- * The name becomes the user id "apikey:<name>", which "{sub}" patterns put
- * into channel names: so the channel alphabet without separators.
- */
-static int valid_key_name(const char *name) { return valid_name(name, KEY_NAME_MAX, "_-.@"); }
-
-/* The one wording for a permission that rt_perm_valid refuses; `who` names where it is. */
-static int permission_error(const char *who, const char *perm, rt_errbuf_t *err) {
-  char got[GOT_TEXT_MAX + 8];
-  if (perm != NULL) quote_text(got, sizeof(got), perm);
-  return rt_errbuf_set(err, RT_ECONFIG,
-                       "%s must be \"*\", \"query:raw\", \"read:<pattern>\" or "
-                       "\"write:<pattern>\" (got %s)",
-                       who, perm != NULL ? got : "NULL");
-}
-
-/* Checks the permissions of entry i; `origin` ("" for code-built configs) prefixes messages. */
-static int check_permissions(const rt_api_key_config_t *k, size_t i, const char *origin,
-                             rt_errbuf_t *err) {
-  char name[KEY_MAX + 256];
-  if (k->permission_count > 0 && k->permissions == NULL) {
-    item_name(name, sizeof(name), origin, "apiKeys", i, "permissions");
-    return rt_errbuf_set(err, RT_ECONFIG, "%s must be set (got NULL with %zu entries)", name,
-                         k->permission_count);
-  }
-  for (size_t j = 0; j < k->permission_count; j++) {
-    if (rt_perm_valid(k->permissions[j])) continue;
-    permission_name(name, sizeof(name), origin, i, j);
-    return permission_error(name, k->permissions[j], err);
-  }
-  return 0;
-}
-
-/*
- * Checks entry i of keys[] on its own (duplicates are find_duplicate's).
- * Messages name the entry by index and never contain the key text.
- */
-static int check_api_key(const rt_api_key_config_t *keys, size_t i, const char *origin,
-                         rt_errbuf_t *err) {
-  const rt_api_key_config_t *k = &keys[i];
-  char name[KEY_MAX + 256], got[GOT_TEXT_MAX + 8];
-  if (!valid_key_text(k->key)) {
-    item_name(name, sizeof(name), origin, "apiKeys", i, "key");
-    return rt_errbuf_set(err, RT_ECONFIG,
-                         "%s must be a non-empty string of visible ASCII characters without "
-                         "spaces",
-                         name);
-  }
-  if (!valid_key_name(k->name)) {
-    item_name(name, sizeof(name), origin, "apiKeys", i, "name");
-    if (k->name != NULL) quote_text(got, sizeof(got), k->name);
-    return rt_errbuf_set(err, RT_ECONFIG,
-                         "%s must be 1-%d characters of A-Z a-z 0-9 _ - . @ (got %s)", name,
-                         KEY_NAME_MAX, k->name != NULL ? got : "NULL");
-  }
-  return check_permissions(k, i, origin, err);
-}
-
-/* One entry's key or name and its position in the array, for finding repeats by sorting. */
-typedef struct {
-  const char *text; /* the text that must be unique */
-  size_t index;     /* position of its entry */
-} indexed_t;
-
-/* By text, then by position, so equal texts sit together, earliest first. */
-static int compare_indexed(const void *a, const void *b) {
-  const indexed_t *x = a, *y = b;
-  int c = strcmp(x->text, y->text);
-  return c != 0 ? c : (x->index > y->index) - (x->index < y->index);
-}
-
-/*
- * Refuses a text given twice among n entries `stride` bytes apart (the text
- * pointer `off` bytes into each), naming the repeat that comes first in the
- * list and the entry it repeats: `"apiKeys[2].key" is the same key as
- * "apiKeys[0].key"`. Sorting an index of the entries keeps this O(n log n):
- * a file at the size cap holds over 20,000 keys, where comparing every pair
- * took seconds. Needs non-NULL texts (check the entries first). Returns 0,
- * RT_ECONFIG or RT_ENOMEM.
- */
-static int find_duplicate(const void *entries, size_t n, size_t stride, size_t off,
-                          const char *array, const char *member, const char *origin,
-                          rt_errbuf_t *err) {
-  if (n < 2) return 0;
-  indexed_t *order = rt_malloc(n * sizeof(*order));
-  if (order == NULL) {
-    return rt_errbuf_set(err, RT_ENOMEM, "%s%s\"%s\": out of memory", origin, *origin ? ": " : "",
-                         array);
-  }
-  for (size_t i = 0; i < n; i++) {
-    order[i].text = *(const char *const *)((const char *)entries + i * stride + off);
-    order[i].index = i;
-  }
-  qsort(order, n, sizeof(*order), compare_indexed);
-  size_t repeat = n, first = 0;
-  for (size_t i = 1; i < n; i++) {
-    if (strcmp(order[i - 1].text, order[i].text) != 0 || order[i].index >= repeat) continue;
-    repeat = order[i].index;
-    first = order[i - 1].index;
-  }
-  rt_free(order);
-  if (repeat == n) return 0;
-  char name[KEY_MAX + 256];
-  item_name(name, sizeof(name), origin, array, repeat, member);
-  return rt_errbuf_set(err, RT_ECONFIG, "%s is the same %s as \"%s[%zu].%s\"", name, member, array,
-                       first, member);
-}
-
-static int find_duplicate_key(const rt_api_key_config_t *keys, size_t n, const char *origin,
-                              rt_errbuf_t *err) {
-  return find_duplicate(keys, n, sizeof(*keys), offsetof(rt_api_key_config_t, key), "apiKeys",
-                        "key", origin, err);
-}
-
-static int check_api_keys(const rt_api_key_config_t *keys, size_t n, const char *origin,
-                          rt_errbuf_t *err) {
-  if (n > 0 && keys == NULL) {
-    return rt_errbuf_set(err, RT_ECONFIG, "\"apiKeys\" must be set (got NULL with %zu entries)", n);
-  }
-  for (size_t i = 0; i < n; i++) {
-    int rc = check_api_key(keys, i, origin, err);
-    if (rc != 0) return rc;
-  }
-  return find_duplicate_key(keys, n, origin, err);
-}
-
-/* Where the next permission pointer and string byte of a block being filled go. */
-typedef struct {
-  const char **ptrs; /* next free permission slot; NULL for blocks without arrays (queries) */
-  char *chars;       /* next free string byte */
-} packer_t;
-
-static size_t string_size(const json_t *v) {
-  return json_is_string(v) ? json_string_length(v) + 1 : 0;
-}
-
-/*
- * Bytes of the block for an "apiKeys" array: the entries, then every
- * permission pointer, then every string with its NUL. Items of the wrong
- * type count as nothing; the fill reports them.
- */
-static void measure_api_keys(const json_t *arr, size_t *ptr_count, size_t *char_count) {
-  size_t i, j;
-  json_t *entry, *perm;
-  *ptr_count = *char_count = 0;
-  json_array_foreach(arr, i, entry) {
-    *char_count += string_size(json_object_get(entry, "key"));
-    *char_count += string_size(json_object_get(entry, "name"));
-    json_t *perms = json_object_get(entry, "permissions");
-    if (!json_is_array(perms)) continue;
-    json_array_foreach(perms, j, perm) {
-      *ptr_count += 1;
-      *char_count += string_size(perm);
-    }
-  }
-}
-
-/* Copies text[0..n) and a NUL into the block; returns the copy. */
-static const char *pack_chars(packer_t *pk, const char *text, size_t n) {
-  char *out = pk->chars;
-  memcpy(out, text, n);
-  out[n] = '\0';
-  pk->chars += n + 1;
-  return out;
-}
-
-static const char *pack_string(packer_t *pk, const json_t *v) {
-  return pack_chars(pk, json_string_value(v), json_string_length(v));
-}
-
-/*
- * Member `member` of a JSON object, which must be a string (or may be absent,
- * leaving *out as it is, with FLAG_NULLABLE); `who` names it in messages.
- * With FLAG_SECRET a mistyped value is described by its type only, so a
- * mistyped API key never shows up in a message.
- */
-static int pack_member(packer_t *pk, const json_t *entry, const char *member, const char *who,
-                       unsigned flags, const char **out, rt_errbuf_t *err) {
-  const json_t *v = json_object_get(entry, member);
-  if (json_is_string(v)) {
-    *out = pack_string(pk, v);
-    return 0;
-  }
-  if (v == NULL && (flags & FLAG_NULLABLE)) return 0;
-  if (v == NULL) return rt_errbuf_set(err, RT_ECONFIG, "%s is missing", who);
-  char got[64];
-  describe_json(v, 0, got, sizeof(got));
-  return rt_errbuf_set(err, RT_ECONFIG, "%s must be a string (got %s)", who,
-                       (flags & FLAG_SECRET) ? json_type_name(v) : got);
-}
-
-/* The first member of the object `entry` that is not in the NULL-terminated `allowed`, or NULL. */
-static const char *find_unknown_member(const json_t *entry, const char *const *allowed) {
-  const char *member;
-  const json_t *value;
-  json_object_foreach((json_t *)entry, member, value) {
-    size_t i = 0;
-    while (allowed[i] != NULL && strcmp(allowed[i], member) != 0) i++;
-    if (allowed[i] == NULL) return member;
-  }
-  return NULL;
-}
-
-static int pack_permissions(packer_t *pk, const json_t *entry, size_t i, const char *origin,
-                            rt_api_key_config_t *k, rt_errbuf_t *err) {
-  char name[KEY_MAX + 256], got[64];
-  const json_t *perms = json_object_get(entry, "permissions");
-  item_name(name, sizeof(name), origin, "apiKeys", i, "permissions");
-  if (perms == NULL) return rt_errbuf_set(err, RT_ECONFIG, "%s is missing", name);
-  if (!json_is_array(perms)) {
-    describe_json(perms, 1, got, sizeof(got));
-    return rt_errbuf_set(err, RT_ECONFIG, "%s must be an array of strings (got %s)", name, got);
-  }
-  k->permission_count = json_array_size(perms);
-  k->permissions = k->permission_count > 0 ? pk->ptrs : NULL;
-  size_t j;
-  json_t *perm;
-  json_array_foreach(perms, j, perm) {
-    if (!json_is_string(perm)) {
-      permission_name(name, sizeof(name), origin, i, j);
-      describe_json(perm, 1, got, sizeof(got));
-      return rt_errbuf_set(err, RT_ECONFIG, "%s must be a string (got %s)", name, got);
-    }
-    *pk->ptrs++ = pack_string(pk, perm);
-  }
-  return 0;
-}
-
-/*
- * Fills entries[i] from the JSON entry: an object with exactly "key",
- * "name" and "permissions". An unknown member is not named, since someone
- * may have written the key itself as a member name.
- */
-static int pack_api_key(packer_t *pk, rt_api_key_config_t *entries, size_t i, const json_t *entry,
-                        const char *origin, rt_errbuf_t *err) {
-  static const char *const members[] = {"key", "name", "permissions", NULL};
-  char name[KEY_MAX + 256];
-  item_name(name, sizeof(name), origin, "apiKeys", i, NULL);
-  if (!json_is_object(entry)) {
-    return rt_errbuf_set(err, RT_ECONFIG,
-                         "%s must be an object with \"key\", \"name\" and \"permissions\" (got %s)",
-                         name, json_type_name(entry));
-  }
-  if (find_unknown_member(entry, members) != NULL) {
-    return rt_errbuf_set(err, RT_ECONFIG,
-                         "%s has an unknown member (allowed: \"key\", \"name\", \"permissions\")",
-                         name);
-  }
-  rt_api_key_config_t *k = &entries[i];
-  item_name(name, sizeof(name), origin, "apiKeys", i, "key");
-  int rc = pack_member(pk, entry, "key", name, FLAG_SECRET, &k->key, err);
-  item_name(name, sizeof(name), origin, "apiKeys", i, "name");
-  if (rc == 0) rc = pack_member(pk, entry, "name", name, 0, &k->name, err);
-  if (rc == 0) rc = pack_permissions(pk, entry, i, origin, k, err);
-  return rc != 0 ? rc : check_api_key(entries, i, origin, err);
 }
 
 /*
@@ -842,214 +501,32 @@ static void stage_block(stage_t *st, const option_t *o, void *block) {
   st->store.set_keys |= key_bit(o);
 }
 
-/*
- * apiKeys in the file, packed into one allocation (entries, then the
- * permission pointer arrays, then the strings) so the store frees it with
- * one call. The entries are checked as they are filled, in file order, and
- * repeated keys once all are in.
- */
+/* apiKeys in the file: an array, packed by rt_config_pack_api_keys(), staged as one block. */
 static int stage_api_keys(stage_t *st, const option_t *o, const json_t *v, const char *origin,
                           const char *who, rt_errbuf_t *err) {
-  if (!json_is_array(v)) return expect_error(o, who, json_type_name(v), 0, err);
-  size_t n = json_array_size(v), ptr_count, char_count;
-  measure_api_keys(v, &ptr_count, &char_count);
+  if (!json_is_array(v)) return expect_error(o, who, rt_config_json_type_name(v), 0, err);
   rt_api_key_config_t *entries = NULL;
-  if (n > 0) {
-    entries = rt_calloc(1, n * sizeof(*entries) + ptr_count * sizeof(char *) + char_count);
-    if (entries == NULL) return rt_errbuf_set(err, RT_ENOMEM, "%s: out of memory", who);
-    const char **ptrs = (const char **)(entries + n);
-    packer_t pk = {ptrs, (char *)(ptrs + ptr_count)};
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-      rc = pack_api_key(&pk, entries, i, json_array_get(v, i), origin, err);
-    }
-    if (rc == 0) rc = find_duplicate_key(entries, n, origin, err);
-    if (rc != 0) {
-      rt_free(entries);
-      return rc;
-    }
-  }
+  size_t n = 0;
+  int rc = rt_config_pack_api_keys(v, origin, who, &entries, &n, err);
+  if (rc != 0) return rc;
   stage_block(st, o, entries);
   st->cfg.api_keys = entries;
   st->cfg.api_key_count = n;
   return 0;
 }
 
-/* -------------------------------------------------------------- queries */
-
-#define QUERY_NAME_RULE "1-%d characters of A-Z a-z 0-9 _ . : -"
-
-/*
- * Clients subscribe to a query by this name and stats report it: the
- * channel alphabet without '/' and '@', short enough for a log line.
- */
-static int valid_query_name(const char *name) { return valid_name(name, QUERY_NAME_MAX, "_.:-"); }
-
-/* `origin: "queries.<name>.<member>"`, or without the member when it is NULL. */
-static void query_path(char *who, size_t cap, const char *origin, const char *name,
-                       const char *member) {
-  snprintf(who, cap, "%s%s\"queries.%s%s%s\"", origin, *origin ? ": " : "", name,
-           member != NULL ? "." : "", member != NULL ? member : "");
-}
-
-/* A string member that may not be empty (sql always, key when given); `who` names it. */
-static int nonempty_error(const char *who, const char *value, rt_errbuf_t *err) {
-  return rt_errbuf_set(err, RT_ECONFIG, "%s must be a non-empty string (got %s)", who,
-                       value == NULL ? "NULL" : "\"\"");
-}
-
-/*
- * Checks entry i of queries[] on its own (repeated names are
- * find_duplicate's). The name is checked first, by index, so that every
- * other message can name the entry by its path: "queries.orders.sql".
- * Whether the SQL prepares, reads only, and has the key column is for the
- * live query module to find out against the database.
- */
-static int check_query(const rt_query_config_t *queries, size_t i, const char *origin,
-                       rt_errbuf_t *err) {
-  const rt_query_config_t *q = &queries[i];
-  char name[KEY_MAX + 256], got[GOT_TEXT_MAX + 8];
-  if (!valid_query_name(q->name)) {
-    item_name(name, sizeof(name), origin, "queries", i, "name");
-    if (q->name != NULL) quote_text(got, sizeof(got), q->name);
-    return rt_errbuf_set(err, RT_ECONFIG, "%s must be " QUERY_NAME_RULE " (got %s)", name,
-                         QUERY_NAME_MAX, q->name != NULL ? got : "NULL");
-  }
-  if (q->sql == NULL || q->sql[0] == '\0') {
-    query_path(name, sizeof(name), origin, q->name, "sql");
-    return nonempty_error(name, q->sql, err);
-  }
-  if (q->permission != NULL && !rt_perm_valid(q->permission)) {
-    query_path(name, sizeof(name), origin, q->name, "permission");
-    return permission_error(name, q->permission, err);
-  }
-  if (q->key != NULL && q->key[0] == '\0') {
-    query_path(name, sizeof(name), origin, q->name, "key");
-    return nonempty_error(name, q->key, err);
-  }
-  return 0;
-}
-
-/*
- * For configs built in code. A file cannot repeat a name: the JSON loader
- * refuses duplicate object keys before this module sees them.
- */
-static int check_queries(const rt_query_config_t *queries, size_t n, const char *origin,
-                         rt_errbuf_t *err) {
-  if (n > 0 && queries == NULL) {
-    return rt_errbuf_set(err, RT_ECONFIG, "\"queries\" must be set (got NULL with %zu entries)", n);
-  }
-  for (size_t i = 0; i < n; i++) {
-    int rc = check_query(queries, i, origin, err);
-    if (rc != 0) return rc;
-  }
-  return find_duplicate(queries, n, sizeof(*queries), offsetof(rt_query_config_t, name), "queries",
-                        "name", origin, err);
-}
-
-/* String bytes of the block for a "queries" object: each name and string member with its NUL. */
-static size_t measure_queries(const json_t *obj) {
-  size_t chars = 0;
-  const char *name;
-  json_t *entry;
-  json_object_foreach((json_t *)obj, name, entry) {
-    chars += strlen(name) + 1;
-    chars += string_size(json_object_get(entry, "sql"));
-    chars += string_size(json_object_get(entry, "permission"));
-    chars += string_size(json_object_get(entry, "key"));
-  }
-  return chars;
-}
-
-/* The string members of one query entry: "sql" required, the others may be absent. */
-static int pack_query_members(packer_t *pk, const json_t *entry, const char *origin,
-                              rt_query_config_t *q, rt_errbuf_t *err) {
-  static const struct {
-    const char *member;  /* JSON member name */
-    size_t off;          /* its const char * in rt_query_config_t */
-    unsigned flags;      /* FLAG_NULLABLE: may be absent */
-  } members[] = {
-      {"sql", offsetof(rt_query_config_t, sql), 0},
-      {"permission", offsetof(rt_query_config_t, permission), FLAG_NULLABLE},
-      {"key", offsetof(rt_query_config_t, key), FLAG_NULLABLE},
-  };
-  for (size_t m = 0; m < sizeof(members) / sizeof(members[0]); m++) {
-    char who[KEY_MAX + 256];
-    query_path(who, sizeof(who), origin, q->name, members[m].member);
-    const char **out = (const char **)((char *)q + members[m].off);
-    int rc = pack_member(pk, entry, members[m].member, who, members[m].flags, out, err);
-    if (rc != 0) return rc;
-  }
-  return 0;
-}
-
-/*
- * Fills entries[i] from member `name` of the "queries" object: an object
- * with "sql" and optionally "permission" and "key", all strings; then the
- * rules of check_query(). Messages name the path of what is wrong, and an
- * unknown member by name, since nothing here is secret.
- */
-static int pack_query(packer_t *pk, rt_query_config_t *entries, size_t i, const char *name,
-                      const json_t *entry, const char *origin, rt_errbuf_t *err) {
-  static const char *const members[] = {"sql", "permission", "key", NULL};
-  char who[KEY_MAX + 256], got[GOT_TEXT_MAX + 8];
-  if (!valid_query_name(name)) {
-    quote_text(got, sizeof(got), name);
-    return rt_errbuf_set(err, RT_ECONFIG, "%s: \"queries\" names must be " QUERY_NAME_RULE
-                         " (got %s)", origin, QUERY_NAME_MAX, got);
-  }
-  query_path(who, sizeof(who), origin, name, NULL);
-  if (!json_is_object(entry)) {
-    describe_json(entry, 1, got, sizeof(got));
-    return rt_errbuf_set(err, RT_ECONFIG,
-                         "%s must be an object with \"sql\" and optional \"permission\" and "
-                         "\"key\" (got %s)",
-                         who, got);
-  }
-  const char *unknown = find_unknown_member(entry, members);
-  if (unknown != NULL) {
-    quote_text(got, sizeof(got), unknown);
-    return rt_errbuf_set(err, RT_ECONFIG,
-                         "%s has an unknown member %s (allowed: \"sql\", \"permission\", \"key\")",
-                         who, got);
-  }
-  rt_query_config_t *q = &entries[i];
-  q->name = pack_chars(pk, name, strlen(name));
-  int rc = pack_query_members(pk, entry, origin, q, err);
-  return rc != 0 ? rc : check_query(entries, i, origin, err);
-}
-
-/*
- * queries in the file: an object, so names are unique by construction, packed
- * like apiKeys into one allocation (entries in file order, then the strings)
- * that the store frees with one call. An empty object stages no queries.
- */
+/* queries in the file: an object, packed by rt_config_pack_queries(), staged as one block. */
 static int stage_queries(stage_t *st, const option_t *o, const json_t *v, const char *origin,
                          const char *who, rt_errbuf_t *err) {
-  char got[64];
   if (!json_is_object(v)) {
-    describe_json(v, 0, got, sizeof(got));
+    char got[64];
+    rt_config_describe_json(v, 0, got, sizeof(got));
     return expect_error(o, who, got, 0, err);
   }
-  size_t n = json_object_size(v);
   rt_query_config_t *entries = NULL;
-  if (n > 0) {
-    entries = rt_calloc(1, n * sizeof(*entries) + measure_queries(v));
-    if (entries == NULL) return rt_errbuf_set(err, RT_ENOMEM, "%s: out of memory", who);
-    packer_t pk = {NULL, (char *)(entries + n)};
-    size_t i = 0;
-    const char *name;
-    json_t *entry;
-    int rc = 0;
-    json_object_foreach((json_t *)v, name, entry) {
-      rc = pack_query(&pk, entries, i++, name, entry, origin, err);
-      if (rc != 0) break;
-    }
-    if (rc != 0) {
-      rt_free(entries);
-      return rc;
-    }
-  }
+  size_t n = 0;
+  int rc = rt_config_pack_queries(v, origin, who, &entries, &n, err);
+  if (rc != 0) return rc;
   stage_block(st, o, entries);
   st->cfg.queries = entries;
   st->cfg.query_count = n;
@@ -1084,16 +561,19 @@ static int stage_json(stage_t *st, const option_t *o, const json_t *v, const cha
   }
   char got[64];
   if (o->flags & FLAG_SECRET) {
-    snprintf(got, sizeof(got), "%s", json_type_name(v));
+    snprintf(got, sizeof(got), "%s", rt_config_json_type_name(v));
   } else {
-    describe_json(v, 0, got, sizeof(got));
+    rt_config_describe_json(v, 0, got, sizeof(got));
   }
   return expect_error(o, who, got, 0, err);
 }
 
-/* Case-insensitive Levenshtein distance between a and b[0..bn); both shorter than KEY_MAX. */
+/*
+ * Case-insensitive Levenshtein distance between a and b[0..bn); both shorter
+ * than RT_CONFIG_KEY_MAX.
+ */
 static size_t edit_distance(const char *a, const char *b, size_t bn) {
-  size_t row[KEY_MAX + 1];
+  size_t row[RT_CONFIG_KEY_MAX + 1];
   size_t an = strlen(a);
   for (size_t j = 0; j <= bn; j++) row[j] = j;
   for (size_t i = 1; i <= an; i++) {
@@ -1135,12 +615,12 @@ static int suggest_key(const char *key, char *out, size_t cap) {
 }
 
 static int unknown_key_error(const char *origin, const char *key, rt_errbuf_t *err) {
-  char near[KEY_MAX];
-  if (strlen(key) < KEY_MAX && suggest_key(key, near, sizeof(near))) {
+  char near[RT_CONFIG_KEY_MAX];
+  if (strlen(key) < RT_CONFIG_KEY_MAX && suggest_key(key, near, sizeof(near))) {
     return rt_errbuf_set(err, RT_ECONFIG, "%s: unknown key \"%s\" (did you mean \"%s\"?)", origin,
                          key, near);
   }
-  return rt_errbuf_set(err, RT_ECONFIG, "%s: unknown key \"%.*s\"", origin, KEY_MAX, key);
+  return rt_errbuf_set(err, RT_ECONFIG, "%s: unknown key \"%.*s\"", origin, RT_CONFIG_KEY_MAX, key);
 }
 
 /*
@@ -1157,9 +637,9 @@ static int stage_object(stage_t *st, json_t *obj, const char *prefix, const char
     if (strchr(name, '.') != NULL) {
       return rt_errbuf_set(err, RT_ECONFIG,
                            "%s: unknown key \"%.*s\" (keys contain no '.'; nest objects instead)",
-                           origin, KEY_MAX, name);
+                           origin, RT_CONFIG_KEY_MAX, name);
     }
-    char key[KEY_MAX];
+    char key[RT_CONFIG_KEY_MAX];
     int n = snprintf(key, sizeof(key), "%s%s%s", prefix, *prefix ? "." : "", name);
     if (n < 0 || (size_t)n >= sizeof(key)) return unknown_key_error(origin, name, err);
     const option_t *o = find_option(key);
@@ -1170,7 +650,7 @@ static int stage_object(stage_t *st, json_t *obj, const char *prefix, const char
       rc = unknown_key_error(origin, key, err);
     } else if (!json_is_object(value)) {
       char got[64];
-      describe_json(value, 0, got, sizeof(got));
+      rt_config_describe_json(value, 0, got, sizeof(got));
       rc = rt_errbuf_set(err, RT_ECONFIG, "%s: \"%s\" must be an object (got %s)", origin, key,
                          got);
     } else {
@@ -1325,8 +805,8 @@ static int validate_string(const rt_config_t *cfg, const option_t *o, const char
     rule = o->check == NULL ? NULL : o->check(value);
   }
   if (rule == NULL) return 0;
-  char got[GOT_TEXT_MAX + 8];
-  quote_text(got, sizeof(got), value == NULL ? "" : value);
+  char got[RT_CONFIG_GOT_TEXT_MAX + 8];
+  rt_config_quote_text(got, sizeof(got), value == NULL ? "" : value);
   return rt_errbuf_set(err, RT_ECONFIG, "%s must be %s (got %s)", who, rule,
                        value == NULL ? "NULL" : got);
 }
@@ -1334,15 +814,15 @@ static int validate_string(const rt_config_t *cfg, const option_t *o, const char
 /* One key of a code-built config against the table; `who` is the quoted key. */
 static int validate_option(const rt_config_t *cfg, const option_t *o, const char *who,
                            rt_errbuf_t *err) {
-  char got[GOT_TEXT_MAX + 8];
+  char got[RT_CONFIG_GOT_TEXT_MAX + 8];
   switch (o->kind) {
     case KIND_STRING: return validate_string(cfg, o, who, err);
     case KIND_ALGS:
       if (cfg->jwt_algorithms == NULL || parse_algorithm_list(cfg->jwt_algorithms) != 0) return 0;
-      quote_text(got, sizeof(got), cfg->jwt_algorithms);
+      rt_config_quote_text(got, sizeof(got), cfg->jwt_algorithms);
       return expect_error(o, who, got, 1, err);
-    case KIND_API_KEYS: return check_api_keys(cfg->api_keys, cfg->api_key_count, "", err);
-    case KIND_QUERIES: return check_queries(cfg->queries, cfg->query_count, "", err);
+    case KIND_API_KEYS: return rt_config_check_api_keys(cfg->api_keys, cfg->api_key_count, "", err);
+    case KIND_QUERIES: return rt_config_check_queries(cfg->queries, cfg->query_count, "", err);
     case KIND_BOOL: return 0;
     default:
       if (number_in_range(cfg, o, got, sizeof(got))) return 0;
@@ -1357,7 +837,7 @@ static int validate_option(const rt_config_t *cfg, const option_t *o, const char
  */
 static int validate_keys(const rt_config_t *cfg, rt_errbuf_t *err) {
   for (size_t i = 0; i < OPTION_COUNT; i++) {
-    char who[KEY_MAX + 8];
+    char who[RT_CONFIG_KEY_MAX + 8];
     snprintf(who, sizeof(who), "\"%s\"", options[i].key);
     int rc = validate_option(cfg, &options[i], who, err);
     if (rc != 0) return rc;

@@ -1,7 +1,8 @@
 /*
  * Live-query registry: four hash indexes (subscriptions by id, instances by
  * key, tables by name, owners by pointer), a FIFO of dirty instances, and the
- * result diffing that turns two evaluations into pushes.
+ * fan-out of pushes. The results, the diffing that turns two evaluations into
+ * a push, and the frames are in livequery_diff.c.
  *
  * Lifetime rules, in one place:
  * - An instance is in the key index exactly while it has subscribers. When
@@ -18,7 +19,7 @@
  *   detached.
  */
 #include "hash.h"
-#include "livequery.h"
+#include "livequery_internal.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,15 +28,11 @@
 
 #include "alloc.h"
 #include "proto.h"
-#include "ws_codec.h"
 
 #define MAP_MIN_CAP 8     /* first slot array of an index; power of two, at most half used */
 #define SUBS_MIN_CAP 2    /* first subscriber array of an instance */
 #define REFS_MIN_CAP 2    /* first instance array of a table */
-#define PREFIX_MAX 128    /* per-subscriber frame prefix: type, "id", "subscription" */
 #define NOTIFY_MAX_DEPTH 1024
-
-#define LIT(s) (s), (sizeof(s) - 1)
 
 /* ---------------------------------------------------------------- types */
 
@@ -75,23 +72,6 @@ typedef struct {
   size_t pos;     /* the instance's index in table->refs */
 } link_t;
 
-/* A cached result: the rows text exactly as pushed, plus a key index when keyed. */
-typedef struct {
-  char *text;          /* one allocation: columns, rows, keys */
-  size_t *nums;        /* one allocation: off, koff, index (NULL for notified rows) */
-  const char *columns; /* JSON array of column names */
-  size_t columns_len;  /* bytes of columns */
-  const char *rows;    /* "[r0,r1,...]" */
-  size_t rows_len;     /* bytes of rows */
-  size_t nrows;        /* rows (0 when not split, i.e. notified) */
-  const size_t *off;   /* nrows + 1 starts: row i is rows[off[i] .. off[i+1] - 1) */
-  const char *keys;    /* keys concatenated (keyed only) */
-  const size_t *koff;  /* nrows + 1 starts: key i is keys[koff[i] .. koff[i+1]) */
-  size_t *index;       /* key hash table: row + 1, 0 = empty (keyed only) */
-  size_t icap;         /* slots in index, a power of two */
-  int keyed;           /* every row has a key and the keys are distinct */
-} result_t;
-
 struct rt_lq_instance_s {
   char *key;               /* sql, NUL, params, NUL: the index key (without the last NUL) */
   size_t key_len;          /* strlen(sql) + 1 + strlen(params) */
@@ -109,7 +89,7 @@ struct rt_lq_instance_s {
   int queued;              /* on the dirty queue */
   int detached;            /* no subscribers left; freed when neither pinned nor held */
   int has_result;          /* res is valid */
-  result_t res;            /* the last result */
+  rt_lq_cached_t res;            /* the last result */
   uint64_t evaluations;    /* results applied */
   rt_lq_instance_t *prev;  /* dirty queue or orphan list */
   rt_lq_instance_t *next;  /* dirty queue or orphan list */
@@ -335,253 +315,10 @@ static void orphan_remove(rt_lq_t *reg, rt_lq_instance_t *inst) {
   if (inst->next != NULL) inst->next->prev = inst->prev;
 }
 
-/* ---------------------------------------------------------------- results */
-
-static void result_destroy(result_t *r) {
-  rt_free(r->text);
-  rt_free(r->nums);
-  memset(r, 0, sizeof(*r));
-}
-
-static size_t row_len(const result_t *r, size_t i) { return r->off[i + 1] - r->off[i] - 1; }
-static const char *row_at(const result_t *r, size_t i) { return r->rows + r->off[i]; }
-static size_t key_len(const result_t *r, size_t i) { return r->koff[i + 1] - r->koff[i]; }
-static const char *key_at(const result_t *r, size_t i) { return r->keys + r->koff[i]; }
-
-/* Row index of `key` in a keyed result, or SIZE_MAX. */
-static size_t find_key(const rt_lq_t *reg, const result_t *r, const char *key, size_t n) {
-  size_t mask = r->icap - 1;
-  for (size_t i = (size_t)hash_bytes(reg->seed, key, n, 0) & mask;; i = (i + 1) & mask) {
-    size_t row = r->index[i];
-    if (row == 0) return SIZE_MAX;
-    if (key_len(r, row - 1) == n && memcmp(key_at(r, row - 1), key, n) == 0) return row - 1;
-  }
-}
-
-/* Fills the key index; a duplicate key makes the result unkeyed. */
-static void index_keys(const rt_lq_t *reg, result_t *r) {
-  size_t mask = r->icap - 1;
-  for (size_t row = 0; row < r->nrows; row++) {
-    if (find_key(reg, r, key_at(r, row), key_len(r, row)) != SIZE_MAX) {
-      r->keyed = 0;
-      return;
-    }
-    size_t i = (size_t)hash_bytes(reg->seed, key_at(r, row), key_len(r, row), 0) & mask;
-    while (r->index[i] != 0) i = (i + 1) & mask;
-    r->index[i] = row + 1;
-  }
-}
-
-static int add_size(size_t *acc, size_t n) {
-  if (n > SIZE_MAX / 4 - *acc) return RT_ENOMEM;
-  *acc += n;
-  return 0;
-}
-
-/* Bytes of the rows array text and of the keys; *keyed cleared when a key is missing. */
-static int measure_input(const rt_lq_result_t *in, size_t *rows_len, size_t *keys_len,
-                         int *keyed) {
-  *rows_len = 2 + (in->nrows > 0 ? in->nrows - 1 : 0);
-  *keys_len = 0;
-  *keyed = in->keyed;
-  for (size_t i = 0; i < in->nrows; i++) {
-    if (in->rows[i] == NULL || add_size(rows_len, in->row_lens[i]) != 0) return RT_EINVAL;
-    if (*keyed && in->keys[i] == NULL) {
-      *keyed = 0;
-      *keys_len = 0;
-    }
-    if (*keyed && add_size(keys_len, in->key_lens[i]) != 0) return RT_EINVAL;
-  }
-  return 0;
-}
-
-static int check_input(const rt_lq_result_t *in) {
-  if (in->columns == NULL || in->columns_len == 0) return RT_EINVAL;
-  if (in->nrows > 0 && (in->rows == NULL || in->row_lens == NULL)) return RT_EINVAL;
-  if (in->keyed && in->nrows > 0 && (in->keys == NULL || in->key_lens == NULL)) return RT_EINVAL;
-  return 0;
-}
-
-static size_t pow2_at_least(size_t n) {
-  size_t c = 2;
-  while (c < n) c *= 2;
-  return c;
-}
-
-/* Allocates r's two blocks for n rows; the key part only when keyed. */
-static int result_alloc(result_t *r, size_t text_len, size_t n, int keyed) {
-  size_t icap = keyed ? pow2_at_least(n * 2) : 0;
-  size_t nnums = (n + 1) * (keyed ? 2 : 1) + icap;
-  r->text = rt_malloc(text_len);
-  r->nums = rt_calloc(nnums, sizeof(size_t));
-  if (r->text == NULL || r->nums == NULL) {
-    result_destroy(r);
-    return RT_ENOMEM;
-  }
-  r->icap = icap;
-  r->keyed = keyed;
-  r->nrows = n;
-  return 0;
-}
-
-/* Copies the rows into "[r0,r1,...]" at dst and records each row's start. */
-static void copy_rows(const rt_lq_result_t *in, char *dst, size_t *off) {
-  size_t pos = 1;
-  dst[0] = '[';
-  for (size_t i = 0; i < in->nrows; i++) {
-    off[i] = pos;
-    memcpy(dst + pos, in->rows[i], in->row_lens[i]);
-    pos += in->row_lens[i];
-    dst[pos++] = i + 1 < in->nrows ? ',' : ']';
-  }
-  off[in->nrows] = pos;
-  if (in->nrows == 0) dst[pos++] = ']';
-}
-
-static void copy_keys(const rt_lq_result_t *in, char *dst, size_t *koff) {
-  size_t pos = 0;
-  for (size_t i = 0; i < in->nrows; i++) {
-    koff[i] = pos;
-    memcpy(dst + pos, in->keys[i], in->key_lens[i]);
-    pos += in->key_lens[i];
-  }
-  koff[in->nrows] = pos;
-}
-
-/*
- * Builds a cached result from the caller's: the rows joined into the array
- * text pushed as is, the keys with a hash index. Two allocations.
- */
-static int result_from_input(const rt_lq_t *reg, const rt_lq_result_t *in, result_t *r) {
-  size_t rows_len, keys_len, text_len = in->columns_len;
-  int keyed;
-  rt_strbuf_t key = {0}; /* ,"key":"<column>" after the columns: part of the ack's column section */
-  memset(r, 0, sizeof(*r));
-  if (check_input(in) != 0 || measure_input(in, &rows_len, &keys_len, &keyed) != 0 ||
-      add_size(&text_len, rows_len) != 0 || add_size(&text_len, keys_len) != 0)
-    return RT_EINVAL;
-  if (keyed && in->key_column != NULL &&
-      (rt_strbuf_append(&key, ",\"key\":", 7) != 0 ||
-       rt_strbuf_append_json_string(&key, in->key_column, strlen(in->key_column)) != 0 ||
-       add_size(&text_len, key.len) != 0)) {
-    rt_strbuf_destroy(&key);
-    return RT_ENOMEM;
-  }
-  size_t clen = in->columns_len + key.len;
-  if (result_alloc(r, text_len, in->nrows, keyed) != 0) {
-    rt_strbuf_destroy(&key);
-    return RT_ENOMEM;
-  }
-  memcpy(r->text, in->columns, in->columns_len);
-  if (key.len > 0) memcpy(r->text + in->columns_len, key.p, key.len);
-  rt_strbuf_destroy(&key);
-  r->columns = r->text;
-  r->columns_len = clen;
-  r->rows = r->text + clen;
-  r->rows_len = rows_len;
-  r->off = r->nums;
-  copy_rows(in, r->text + clen, r->nums);
-  if (keyed) {
-    r->keys = r->rows + rows_len;
-    r->koff = r->nums + in->nrows + 1;
-    r->index = r->nums + 2 * (in->nrows + 1);
-    copy_keys(in, r->text + clen + rows_len, r->nums + in->nrows + 1);
-    index_keys(reg, r);
-  }
-  return 0;
-}
-
-/* A notified result: the given rows array text, unsplit and unkeyed, with kept columns. */
-static int result_from_rows(const result_t *prev, const char *rows, size_t len, result_t *r) {
-  const char *cols = prev != NULL ? prev->columns : "[]";
-  size_t cols_len = prev != NULL ? prev->columns_len : 2;
-  memset(r, 0, sizeof(*r));
-  r->text = rt_malloc(cols_len + len);
-  if (r->text == NULL) return RT_ENOMEM;
-  memcpy(r->text, cols, cols_len);
-  memcpy(r->text + cols_len, rows, len);
-  r->columns = r->text;
-  r->columns_len = cols_len;
-  r->rows = r->text + cols_len;
-  r->rows_len = len;
-  return 0;
-}
-
-static int same_text(const char *a, size_t alen, const char *b, size_t blen) {
-  return alen == blen && memcmp(a, b, alen) == 0;
-}
-
-/* ---------------------------------------------------------------- frames */
-
-typedef struct {
-  const char *p; /* bytes */
-  size_t n;      /* length */
-} seg_t;
-
-/* The shared part of a push: what follows the per-subscriber prefix. */
-typedef struct {
-  rt_lq_push_kind_t kind; /* ack, result or diff */
-  seg_t seg[5];           /* body pieces, in order */
-  size_t nseg;            /* pieces used */
-} body_t;
-
-static void body_add(body_t *b, const char *p, size_t n) { b->seg[b->nseg++] = (seg_t){p, n}; }
-
-/* `"columns":C,"rows":R}` for an ack, `"rows":R}` for a full result. */
-static void body_of_result(body_t *b, rt_lq_push_kind_t kind, const result_t *r) {
-  b->kind = kind;
-  b->nseg = 0;
-  if (kind == RT_LQ_PUSH_ACK) {
-    body_add(b, LIT("\"columns\":"));
-    body_add(b, r->columns, r->columns_len);
-    body_add(b, LIT(",\"rows\":"));
-  } else {
-    body_add(b, LIT("\"rows\":"));
-  }
-  body_add(b, r->rows, r->rows_len);
-  body_add(b, LIT("}"));
-}
-
-static char *put(char *p, const char *s, size_t n) {
-  memcpy(p, s, n);
-  return p + n;
-}
-
-/* Writes `{"type":"...",["id":N,]"subscription":"<id>",` and returns its length. */
-static size_t write_prefix(char *out, rt_lq_push_kind_t kind, const char *id, int has_req_id,
-                           int64_t req_id) {
-  char *p = out;
-  if (kind == RT_LQ_PUSH_ACK) {
-    p = put(p, LIT("{\"type\":\"ack\","));
-    if (has_req_id) p += snprintf(p, 32, "\"id\":%" PRId64 ",", req_id);
-  } else if (kind == RT_LQ_PUSH_DIFF) {
-    p = put(p, LIT("{\"type\":\"query_diff\","));
-  } else {
-    p = put(p, LIT("{\"type\":\"query_result\","));
-  }
-  p = put(p, LIT("\"subscription\":\""));
-  p = put(p, id, strlen(id));
-  p = put(p, LIT("\","));
-  return (size_t)(p - out);
-}
-
-/* One subscriber's sealed frame: its prefix, then a copy of the shared body. */
-static rt_frame_t *build_frame(const body_t *b, const char *id, int has_req_id, int64_t req_id) {
-  char prefix[PREFIX_MAX];
-  size_t plen = write_prefix(prefix, b->kind, id, has_req_id, req_id), total = plen;
-  for (size_t i = 0; i < b->nseg; i++) total += b->seg[i].n;
-  rt_frame_t *f = rt_frame_new(total);
-  if (f == NULL) return NULL;
-  rt_frame_append(f, prefix, plen);
-  for (size_t i = 0; i < b->nseg; i++) rt_frame_append(f, b->seg[i].p, b->seg[i].n);
-  rt_frame_seal(f, RT_WS_OP_TEXT);
-  return f;
-}
-
 /* ---------------------------------------------------------------- fan-out */
 
 static void instance_free(rt_lq_instance_t *inst) {
-  result_destroy(&inst->res);
+  rt_lq_cached_destroy(&inst->res);
   rt_free(inst->links);
   rt_free(inst->subs);
   rt_free(inst->key);
@@ -618,14 +355,14 @@ static void unhold(rt_lq_t *reg, rt_lq_instance_t *inst) {
 }
 
 /* Builds one frame per current subscriber, all or none. */
-static int build_frames(const rt_lq_instance_t *inst, const body_t *b, rt_frame_t ***out) {
+static int build_frames(const rt_lq_instance_t *inst, const rt_lq_body_t *b, rt_frame_t ***out) {
   size_t n = inst->nslots;
   rt_frame_t **frames = rt_calloc(n, sizeof(*frames));
   if (frames == NULL) return RT_ENOMEM;
   for (size_t i = 0; i < n; i++) {
     const sub_t *s = inst->subs[i];
     if (s == NULL) continue;
-    frames[i] = build_frame(b, s->id, s->has_req_id, s->req_id);
+    frames[i] = rt_lq_frame_build(b, s->id, s->has_req_id, s->req_id);
     if (frames[i] != NULL) continue;
     for (size_t j = 0; j < i; j++) rt_frame_unref(frames[j]);
     rt_free(frames);
@@ -678,121 +415,16 @@ static int64_t deliver(rt_lq_t *reg, rt_lq_instance_t *inst, rt_lq_push_kind_t k
  * callback subscribing to this instance is acked with the new rows. The
  * caller holds the instance.
  */
-static int64_t install_and_push(rt_lq_t *reg, rt_lq_instance_t *inst, result_t *next,
-                                const body_t *b) {
+static int64_t install_and_push(rt_lq_t *reg, rt_lq_instance_t *inst, rt_lq_cached_t *next,
+                                const rt_lq_body_t *b) {
   rt_frame_t **frames = NULL;
   size_t n = inst->nslots;
   if (b != NULL && build_frames(inst, b, &frames) != 0) return RT_ENOMEM;
-  result_destroy(&inst->res);
+  rt_lq_cached_destroy(&inst->res);
   inst->res = *next;
   inst->has_result = 1;
   memset(next, 0, sizeof(*next));
   return b != NULL ? deliver(reg, inst, b->kind, frames, n) : 0;
-}
-
-/* ---------------------------------------------------------------- diffs */
-
-/* What one keyed diff holds: per-row marks and the exact encoded size. */
-typedef struct {
-  unsigned char *mark; /* per new row: 1 inserted, 2 updated; then per old row: 1 deleted */
-  size_t count[3];     /* inserted, updated, deleted */
-  size_t bytes[3];     /* their item bytes, commas excluded */
-} diff_t;
-
-static void classify(const rt_lq_t *reg, const result_t *old, const result_t *nw, diff_t *d) {
-  unsigned char *old_mark = d->mark + nw->nrows;
-  for (size_t i = 0; i < nw->nrows; i++) {
-    size_t j = find_key(reg, old, key_at(nw, i), key_len(nw, i));
-    if (j != SIZE_MAX && same_text(row_at(nw, i), row_len(nw, i), row_at(old, j), row_len(old, j)))
-      continue;
-    unsigned char m = j == SIZE_MAX ? 1 : 2;
-    d->mark[i] = m;
-    d->count[m - 1]++;
-    d->bytes[m - 1] += row_len(nw, i);
-  }
-  for (size_t j = 0; j < old->nrows; j++) {
-    if (find_key(reg, nw, key_at(old, j), key_len(old, j)) != SIZE_MAX) continue;
-    old_mark[j] = 1;
-    d->count[2]++;
-    d->bytes[2] += key_len(old, j);
-  }
-}
-
-static size_t diff_body_len(const diff_t *d) {
-  size_t n = sizeof("\"inserted\":[],\"updated\":[],\"deleted\":[]}") - 1;
-  for (int k = 0; k < 3; k++) n += d->bytes[k] + (d->count[k] > 0 ? d->count[k] - 1 : 0);
-  return n;
-}
-
-static char *put_items(char *p, const result_t *r, const unsigned char *mark, unsigned char m,
-                       int keys) {
-  int first = 1;
-  for (size_t i = 0; i < r->nrows; i++) {
-    if (mark[i] != m) continue;
-    if (!first) *p++ = ',';
-    first = 0;
-    p = keys ? put(p, key_at(r, i), key_len(r, i)) : put(p, row_at(r, i), row_len(r, i));
-  }
-  return p;
-}
-
-static void write_diff(char *p, const result_t *old, const result_t *nw, const diff_t *d) {
-  p = put(p, LIT("\"inserted\":["));
-  p = put_items(p, nw, d->mark, 1, 0);
-  p = put(p, LIT("],\"updated\":["));
-  p = put_items(p, nw, d->mark, 2, 0);
-  p = put(p, LIT("],\"deleted\":["));
-  p = put_items(p, old, d->mark + nw->nrows, 1, 1);
-  put(p, LIT("]}"));
-}
-
-/*
- * Plans the push from `old` to `nw` (both keyed, same columns): no push
- * (kind 0), a full result when the diff frame would be larger, else the diff
- * body in *text (rt_malloc'd). The frames differ only in their type word
- * ("query_diff" vs "query_result") and body, so those decide.
- */
-static int plan_diff(const rt_lq_t *reg, const result_t *old, const result_t *nw, body_t *b,
-                     char **text) {
-  diff_t d = {0};
-  d.mark = rt_calloc(nw->nrows + old->nrows, 1);
-  if (d.mark == NULL) return RT_ENOMEM;
-  classify(reg, old, nw, &d);
-  size_t len = diff_body_len(&d);
-  size_t full = sizeof("query_result\"rows\":}") - 1 + nw->rows_len;
-  int rc = 0;
-  if (d.count[0] + d.count[1] + d.count[2] == 0) {
-    b->kind = 0;
-  } else if (len + sizeof("query_diff") - 1 > full) {
-    body_of_result(b, RT_LQ_PUSH_RESULT, nw);
-  } else if ((*text = rt_malloc(len)) == NULL) {
-    rc = RT_ENOMEM;
-  } else {
-    write_diff(*text, old, nw, &d);
-    b->kind = RT_LQ_PUSH_DIFF;
-    b->nseg = 0;
-    body_add(b, *text, len);
-  }
-  rt_free(d.mark);
-  return rc;
-}
-
-/* Chooses the push for a new result; b->kind 0 means none. *text receives a diff body to free. */
-static int plan_push(const rt_lq_t *reg, const rt_lq_instance_t *inst, const result_t *nw,
-                     body_t *b, char **text) {
-  const result_t *old = &inst->res;
-  if (!inst->has_result) {
-    body_of_result(b, RT_LQ_PUSH_ACK, nw);
-    return 0;
-  }
-  int same_cols = same_text(old->columns, old->columns_len, nw->columns, nw->columns_len);
-  if (same_cols && old->keyed && nw->keyed) return plan_diff(reg, old, nw, b, text);
-  if (same_cols && same_text(old->rows, old->rows_len, nw->rows, nw->rows_len)) {
-    b->kind = 0;
-    return 0;
-  }
-  body_of_result(b, RT_LQ_PUSH_RESULT, nw);
-  return 0;
 }
 
 /* ---------------------------------------------------------------- instances */
@@ -932,9 +564,9 @@ static void sub_remove(rt_lq_t *reg, sub_t *s) {
 /* The ack for a subscriber joining an instance that has a result; NULL on OOM. */
 static rt_frame_t *ack_now(const rt_lq_instance_t *inst, const char *id,
                            const rt_lq_sub_req_t *req) {
-  body_t b;
-  body_of_result(&b, RT_LQ_PUSH_ACK, &inst->res);
-  return build_frame(&b, id, req->has_req_id, req->req_id);
+  rt_lq_body_t b;
+  rt_lq_body_result(&b, RT_LQ_PUSH_ACK, &inst->res);
+  return rt_lq_frame_build(&b, id, req->has_req_id, req->req_id);
 }
 
 static int check_req(const rt_lq_sub_req_t *req) {
@@ -1044,15 +676,15 @@ const char *rt_lq_instance_params(const rt_lq_instance_t *inst) { return inst->p
 
 /* Plans, installs and pushes a new result for a held instance with subscribers. */
 static int64_t apply_result(rt_lq_t *reg, rt_lq_instance_t *inst, const rt_lq_result_t *res) {
-  result_t nw;
-  body_t b = {0};
+  rt_lq_cached_t nw;
+  rt_lq_body_t b = {0};
   char *text = NULL;
-  int rc = result_from_input(reg, res, &nw);
+  int rc = rt_lq_cached_from_result(reg->seed, res, &nw);
   if (rc != 0) return rc;
-  rc = plan_push(reg, inst, &nw, &b, &text);
+  rc = rt_lq_plan_push(reg->seed, inst->has_result ? &inst->res : NULL, &nw, &b, &text);
   int64_t pushed = rc == 0 ? install_and_push(reg, inst, &nw, b.kind != 0 ? &b : NULL) : rc;
   if (pushed == 0 && b.kind == 0) reg->stats.unchanged++;
-  result_destroy(&nw);
+  rt_lq_cached_destroy(&nw);
   rt_free(text);
   return pushed;
 }
@@ -1101,14 +733,14 @@ void rt_lq_release(rt_lq_t *reg, rt_lq_instance_t *inst) { unpin(reg, inst); }
 static int64_t notify_instance(rt_lq_t *reg, rt_lq_instance_t *inst, const char *rows,
                                size_t len) {
   if (inst->detached) return 0;
-  if (inst->has_result && same_text(inst->res.rows, inst->res.rows_len, rows, len)) return 0;
-  result_t nw;
-  body_t b;
-  if (result_from_rows(inst->has_result ? &inst->res : NULL, rows, len, &nw) != 0)
+  if (inst->has_result && rt_lq_same_text(inst->res.rows, inst->res.rows_len, rows, len)) return 0;
+  rt_lq_cached_t nw;
+  rt_lq_body_t b;
+  if (rt_lq_cached_from_rows(inst->has_result ? &inst->res : NULL, rows, len, &nw) != 0)
     return RT_ENOMEM;
-  body_of_result(&b, inst->has_result ? RT_LQ_PUSH_RESULT : RT_LQ_PUSH_ACK, &nw);
+  rt_lq_body_result(&b, inst->has_result ? RT_LQ_PUSH_RESULT : RT_LQ_PUSH_ACK, &nw);
   int64_t pushed = install_and_push(reg, inst, &nw, &b);
-  result_destroy(&nw);
+  rt_lq_cached_destroy(&nw);
   return pushed;
 }
 

@@ -1,6 +1,8 @@
 /*
- * Live queries over SQLite (sqldb.h): checking, binding, running and
- * encoding queries, and noticing commits of other processes.
+ * Live queries over SQLite (sqldb.h): checking and running queries, and
+ * noticing commits of other processes. Binding the params is in
+ * sqldb_params.c, encoding the rows and the result accessors in
+ * sqldb_encode.c.
  *
  * Reads are found by an authorizer installed once for the connection's
  * lifetime (installing one expires every prepared statement, so it is never
@@ -19,24 +21,18 @@
 #include "sqldb.h"
 
 #include <assert.h>
-#include <errno.h>
-#include <inttypes.h>
 #include <limits.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <sqlite3.h>
 
 #include "alloc.h"
-#include "proto.h"
+#include "sqldb_encode.h"
+#include "sqldb_params.h"
 
 #define LOG_TABLE "_realtime_changes"
 #define PROGRESS_OPS 1000    /* VM instructions between two clock reads of the time budget */
-#define PARAMS_MAX_DEPTH 8   /* nesting the params syntax check accepts (then refused clearly) */
-#define DOLLAR_MAX 1000000   /* highest $N accepted */
 
 /* What the authorizer records while a client query is (re-)prepared. */
 struct collector {
@@ -72,36 +68,6 @@ struct rt_sqldb_query_s {
   char *key_name;       /* configured key column, or NULL for the automatic rule */
   int key_col;          /* result column of the key, -1 for none */
   int reprepares;       /* SQLITE_STMTSTATUS_REPREPARE seen at the last check */
-};
-
-/* Where one row or key lies in a result's text. */
-struct span {
-  size_t off; /* first byte */
-  size_t len; /* bytes, without the NUL that follows */
-};
-
-struct rt_sqldb_result_s {
-  size_t ncols;          /* columns */
-  rt_strbuf_t names;     /* unique column names, each followed by a NUL */
-  size_t *name_off;      /* start of column i's name in names */
-  size_t nrows;          /* rows */
-  size_t cap;            /* rows (and keys) allocated */
-  struct span *rows;     /* row i's JSON in text */
-  rt_strbuf_t text;      /* row JSON objects, each followed by a NUL */
-  struct span *keys;     /* row i's key in keytext; NULL when the result has no keys */
-  rt_strbuf_t keytext;   /* key JSON texts, each followed by a NUL */
-  int has_keys;          /* every row has a distinct key */
-  int schema_changed;    /* the statement was re-prepared during the run */
-};
-
-/* State of one run while it encodes rows. */
-struct run {
-  rt_sqldb_query_t *q;         /* the query */
-  rt_sqldb_result_t *r;        /* the result being filled */
-  rt_sqldb_limits_t lim;       /* limits (zeros: none) */
-  rt_strbuf_t prefixes;        /* `"name":` per column, JSON-escaped once per run */
-  size_t *prefix_off;          /* ncols + 1 offsets into prefixes */
-  size_t bytes;                /* row JSON bytes of the finished rows */
 };
 
 /* ------------------------------------------------------------------ errors */
@@ -287,278 +253,6 @@ int rt_sqldb_exec(rt_sqldb_t *db, const char *sql, rt_errbuf_t *err) {
   return exec_sql(db, sql, RT_EQUERY, err);
 }
 
-/* ------------------------------------------------------------- parameters */
-
-/* A walk over a JSON array or object that rt_json_validate accepted. */
-struct cursor {
-  const char *p; /* the text */
-  size_t len;    /* its length */
-  size_t pos;    /* next byte */
-};
-
-static int is_ws(char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
-
-static void skip_ws(struct cursor *c) {
-  while (c->pos < c->len && is_ws(c->p[c->pos])) c->pos++;
-}
-
-static size_t string_end(const struct cursor *c, size_t i) {
-  for (i++; c->p[i] != '"'; i++)
-    if (c->p[i] == '\\') i++;
-  return i + 1;
-}
-
-/* End of the value at pos: past its closing quote or bracket, or at the next delimiter. */
-static size_t value_end(const struct cursor *c) {
-  size_t i = c->pos;
-  if (c->p[i] == '"') return string_end(c, i);
-  if (c->p[i] == '[' || c->p[i] == '{') {
-    int depth = 0;
-    do {
-      if (c->p[i] == '"') i = string_end(c, i) - 1;
-      depth += c->p[i] == '[' || c->p[i] == '{';
-      depth -= c->p[i] == ']' || c->p[i] == '}';
-      i++;
-    } while (depth > 0);
-    return i;
-  }
-  while (i < c->len && c->p[i] != ',' && c->p[i] != ']' && c->p[i] != '}' && !is_ws(c->p[i])) i++;
-  return i;
-}
-
-/* The next member: its key literal (objects only) and its value. Returns 1, or 0 at the end. */
-static int next_member(struct cursor *c, struct span *key, struct span *val) {
-  skip_ws(c);
-  if (c->p[c->pos] == ',') c->pos++;
-  skip_ws(c);
-  if (c->p[c->pos] == ']' || c->p[c->pos] == '}') return 0;
-  if (key != NULL) {
-    *key = (struct span){c->pos, value_end(c) - c->pos};
-    c->pos += key->len;
-    skip_ws(c);
-    c->pos++;
-    skip_ws(c);
-  }
-  *val = (struct span){c->pos, value_end(c) - c->pos};
-  c->pos += val->len;
-  return 1;
-}
-
-/* Decodes a JSON string literal into a new rt_malloc'd buffer (not NUL-terminated). */
-static char *decode_literal(const char *lit, size_t n, size_t *out_len) {
-  char *buf = rt_malloc(n + 1);
-  if (buf == NULL) return NULL;
-  long dl = rt_proto_decode_string(lit, n, buf, n);
-  assert(dl >= 0);
-  buf[dl] = '\0';
-  *out_len = (size_t)dl;
-  return buf;
-}
-
-static int bind_number(sqlite3_stmt *s, int idx, const char *v, size_t n) {
-  char *text = rt_strndup(v, n);
-  if (text == NULL) return SQLITE_NOMEM;
-  int rc;
-  errno = 0;
-  long long i = strtoll(text, NULL, 10);
-  if (strpbrk(text, ".eE") == NULL && errno == 0)
-    rc = sqlite3_bind_int64(s, idx, i);
-  else
-    rc = sqlite3_bind_double(s, idx, strtod(text, NULL));
-  rt_free(text);
-  return rc;
-}
-
-/* Binds one JSON scalar; `what` names the parameter in messages ("1", ":name"). */
-static int bind_value(sqlite3_stmt *s, int idx, const char *v, size_t n, const char *what,
-                      rt_errbuf_t *err) {
-  int rc;
-  size_t dl = 0;
-  char *text;
-  switch (v[0]) {
-    case '"':
-      text = decode_literal(v, n, &dl);
-      if (text == NULL) return rt_errbuf_set(err, RT_ENOMEM, "Out of memory");
-      rc = sqlite3_bind_text64(s, idx, text, dl, rt_free, SQLITE_UTF8);
-      break;
-    case 't': rc = sqlite3_bind_int(s, idx, 1); break;
-    case 'f': rc = sqlite3_bind_int(s, idx, 0); break;
-    case 'n': rc = sqlite3_bind_null(s, idx); break;
-    case '[':
-    case '{':
-      return rt_errbuf_set(err, RT_EQUERY,
-                           "Parameter %s must be a string, number, boolean or null", what);
-    default: rc = bind_number(s, idx, v, n); break;
-  }
-  if (rc == SQLITE_OK) return 0;
-  return rt_errbuf_set(err, map_rc(rc, RT_EQUERY), "Parameter %s: %s", what, sqlite3_errstr(rc));
-}
-
-enum style { STYLE_NONE, STYLE_DOLLAR, STYLE_POSITIONAL, STYLE_NAMED };
-
-static const char *const style_names[] = {"none", "$1", "?", ":name"};
-
-/* $N placeholders as the seed writes them: "$" then decimal digits only. */
-static int dollar_number(const char *name) {
-  if (name[0] != '$' || name[1] < '0' || name[1] > '9') return -1;
-  long k = 0;
-  for (const char *p = name + 1; *p != '\0'; p++) {
-    if (*p < '0' || *p > '9') return -1;
-    k = k * 10 + (*p - '0');
-    if (k > DOLLAR_MAX) return 0;
-  }
-  return (int)k;
-}
-
-/* The one placeholder style of the statement, and for $N the highest N (*count). */
-static int find_style(sqlite3_stmt *s, enum style *out, int *count, rt_errbuf_t *err) {
-  int n = sqlite3_bind_parameter_count(s);
-  enum style style = STYLE_NONE;
-  *count = n;
-  int max_dollar = 0;
-  for (int i = 1; i <= n; i++) {
-    const char *name = sqlite3_bind_parameter_name(s, i);
-    int k = name != NULL ? dollar_number(name) : -1;
-    enum style st = name == NULL || name[0] == '?' ? STYLE_POSITIONAL
-                    : k >= 0                       ? STYLE_DOLLAR
-                                                   : STYLE_NAMED;
-    if (k == 0)
-      return rt_errbuf_set(err, RT_EQUERY, "Bad parameter %.32s: $N counts from $1 to $%d", name,
-                           DOLLAR_MAX);
-    if (st == STYLE_DOLLAR && k > max_dollar) max_dollar = k;
-    if (style != STYLE_NONE && st != style)
-      return rt_errbuf_set(err, RT_EQUERY,
-                           "The query mixes %s and %s parameters; use one style",
-                           style_names[style], style_names[st]);
-    style = st;
-  }
-  if (style == STYLE_DOLLAR) *count = max_dollar;
-  *out = style;
-  return 0;
-}
-
-static size_t count_members(struct cursor c, int is_object) {
-  struct span key, val;
-  size_t n = 0;
-  while (next_member(&c, is_object ? &key : NULL, &val)) n++;
-  return n;
-}
-
-/* Array params: element k goes to ?k / ?NNN=k, or to $k when the statement uses it. */
-static int bind_array(sqlite3_stmt *s, struct cursor c, enum style style, rt_errbuf_t *err) {
-  struct span val;
-  for (int k = 1; next_member(&c, NULL, &val); k++) {
-    char what[16];
-    snprintf(what, sizeof(what), "%s%d", style == STYLE_DOLLAR ? "$" : "", k);
-    int idx = style == STYLE_DOLLAR ? sqlite3_bind_parameter_index(s, what) : k;
-    if (idx == 0) continue;
-    int rc = bind_value(s, idx, c.p + val.off, val.len, what, err);
-    if (rc != 0) return rc;
-  }
-  return 0;
-}
-
-/*
- * Binds the value to every placeholder the key names: ":key", "@key" and
- * "$key", or only the key itself when it is written with its prefix.
- */
-static int bind_named(sqlite3_stmt *s, const char *key, const char *v, size_t n, char *bound,
-                      rt_errbuf_t *err) {
-  size_t klen = strlen(key);
-  char *name = rt_malloc(klen + 2);
-  if (name == NULL) return rt_errbuf_set(err, RT_ENOMEM, "Out of memory");
-  int explicit_prefix = key[0] == ':' || key[0] == '@' || key[0] == '$';
-  int found = 0, twice = 0, rc = 0;
-  for (const char *pfx = ":@$"; rc == 0 && *pfx != '\0'; pfx++) {
-    name[0] = *pfx;
-    memcpy(name + 1, key, klen + 1);
-    int idx = sqlite3_bind_parameter_index(s, explicit_prefix ? key : name);
-    if (idx == 0 || bound[idx]) {
-      twice |= idx != 0;
-      continue;
-    }
-    bound[idx] = 1;
-    found = 1;
-    rc = bind_value(s, idx, v, n, sqlite3_bind_parameter_name(s, idx), err);
-  }
-  rt_free(name);
-  if (rc != 0 || found) return rc;
-  if (twice) return rt_errbuf_set(err, RT_EQUERY, "params names \"%.64s\" twice", key);
-  return rt_errbuf_set(err, RT_EQUERY, "params has \"%.64s\", which the query does not use", key);
-}
-
-static int missing_named(sqlite3_stmt *s, const char *bound, rt_errbuf_t *err) {
-  for (int i = 1; i <= sqlite3_bind_parameter_count(s); i++)
-    if (!bound[i])
-      return rt_errbuf_set(err, RT_EQUERY, "Missing parameter %.64s in params",
-                           sqlite3_bind_parameter_name(s, i));
-  return 0;
-}
-
-/* Object params: each key binds the placeholders of that name; all must be bound. */
-static int bind_object(sqlite3_stmt *s, struct cursor c, rt_errbuf_t *err) {
-  char *bound = rt_calloc((size_t)sqlite3_bind_parameter_count(s) + 1, 1);
-  if (bound == NULL) return rt_errbuf_set(err, RT_ENOMEM, "Out of memory");
-  struct span key, val;
-  int rc = 0;
-  while (rc == 0 && next_member(&c, &key, &val)) {
-    size_t klen;
-    char *k = decode_literal(c.p + key.off, key.len, &klen);
-    if (k == NULL)
-      rc = rt_errbuf_set(err, RT_ENOMEM, "Out of memory");
-    else if (klen == 0 || strlen(k) != klen)
-      rc = rt_errbuf_set(err, RT_EQUERY, "Bad parameter name in params");
-    else
-      rc = bind_named(s, k, c.p + val.off, val.len, bound, err);
-    rt_free(k);
-  }
-  if (rc == 0) rc = missing_named(s, bound, err);
-  rt_free(bound);
-  return rc;
-}
-
-/* Checks the container against the style and the member count against the placeholders. */
-static int check_shape(enum style style, int want, int is_object, size_t have, rt_errbuf_t *err) {
-  if (style == STYLE_NAMED && !is_object)
-    return rt_errbuf_set(err, RT_EQUERY,
-                         "The query has named parameters (:name): params must be a JSON object");
-  if ((style == STYLE_DOLLAR || style == STYLE_POSITIONAL) && is_object)
-    return rt_errbuf_set(err, RT_EQUERY,
-                         "The query has numbered parameters (%s): params must be a JSON array",
-                         style_names[style]);
-  if (style != STYLE_NAMED && have != (size_t)want)
-    return rt_errbuf_set(err, RT_EQUERY, "The query takes %d parameter%s but params has %zu",
-                         want, want == 1 ? "" : "s", have);
-  return 0;
-}
-
-/*
- * Binds params[0..len) (a JSON array or object, or nothing) to the
- * statement's placeholders. The shape and count are checked before binding;
- * a wrong name fails while binding, and the caller then discards the
- * statement, so a failed check never leaves half-bound state behind.
- */
-static int bind_params(sqlite3_stmt *s, const char *params, size_t len, rt_errbuf_t *err) {
-  enum style style = STYLE_NONE;
-  int want = 0;
-  int rc = find_style(s, &style, &want, err);
-  if (rc != 0) return rc;
-  struct cursor c = {"[]", 2, 1};
-  if (params != NULL && len > 0) {
-    size_t start, vlen;
-    rt_errbuf_t jerr = {""};
-    if (rt_json_validate(params, len, PARAMS_MAX_DEPTH, &start, &vlen, &jerr) != 0)
-      return rt_errbuf_set(err, RT_EQUERY, "params: %s", jerr.msg);
-    if (params[start] != '[' && params[start] != '{')
-      return rt_errbuf_set(err, RT_EQUERY, "params must be a JSON array or object");
-    c = (struct cursor){params, start + vlen, start + 1};
-  }
-  int is_object = c.p[c.pos - 1] == '{';
-  rc = check_shape(style, want, is_object, count_members(c, is_object), err);
-  if (rc != 0 || style == STYLE_NONE) return rc;
-  return style == STYLE_NAMED ? bind_object(s, c, err) : bind_array(s, c, style, err);
-}
-
 /* ----------------------------------------------------------------- tables */
 
 /*
@@ -739,7 +433,7 @@ int rt_sqldb_query_new(rt_sqldb_t *db, const char *sql, const char *params, size
   if (rc == 0) rc = prepare_checked(q, sql, &c, err);
   if (rc == 0) rc = filter_tables(db, &c, err);
   adopt_tables(q, &c);
-  if (rc == 0) rc = bind_params(q->stmt, params, params_len, err);
+  if (rc == 0) rc = rt_sqldb_bind_params(q->stmt, params, params_len, err);
   if (rc == 0) rc = find_key_column(q, err);
   if (rc != 0) {
     rt_sqldb_query_free(q);
@@ -757,183 +451,6 @@ void rt_sqldb_query_free(rt_sqldb_query_t *q) {
   rt_free(q->key_name);
   q->db->nqueries--;
   rt_free(q);
-}
-
-/* -------------------------------------------------------------- encoding */
-
-static int append_str(rt_strbuf_t *b, const char *s) { return rt_strbuf_append(b, s, strlen(s)); }
-
-/*
- * The shortest of %.15g..%.17g that reads back to the same double (15
- * digits always do for values typed as decimals, like 0.1), with ".0" added
- * to integral values so a REAL stays recognisable. JSON has no NaN or
- * infinity: those become null.
- */
-static int append_real(rt_strbuf_t *b, double v) {
-  char text[40];
-  if (!isfinite(v)) return append_str(b, "null");
-  for (int prec = 15; prec <= 17; prec++) {
-    snprintf(text, sizeof(text), "%.*g", prec, v);
-    if (strtod(text, NULL) == v) break;
-  }
-  if (strpbrk(text, ".e") == NULL) strcat(text, ".0");
-  return append_str(b, text);
-}
-
-static int append_base64(rt_strbuf_t *b, const unsigned char *p, size_t n) {
-  static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  char chunk[256];
-  size_t k = 0;
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                 (i + 2 < n ? p[i + 2] : 0);
-    chunk[k++] = digits[v >> 18 & 63];
-    chunk[k++] = digits[v >> 12 & 63];
-    chunk[k++] = i + 1 < n ? digits[v >> 6 & 63] : '=';
-    chunk[k++] = i + 2 < n ? digits[v & 63] : '=';
-    if (k == sizeof(chunk)) {
-      if (rt_strbuf_append(b, chunk, k) != 0) return RT_ENOMEM;
-      k = 0;
-    }
-  }
-  return rt_strbuf_append(b, chunk, k);
-}
-
-/* Refuses, before encoding it, a value whose raw size alone would pass max_bytes. */
-static int check_value_size(struct run *run, size_t row_start, size_t n, rt_errbuf_t *err) {
-  size_t used = run->bytes + (run->r->text.len - row_start);
-  if (run->lim.max_bytes != 0 && (n > run->lim.max_bytes || used > run->lim.max_bytes - n))
-    return rt_errbuf_set(err, RT_EQLIMIT, "The result is larger than %zu bytes",
-                         run->lim.max_bytes);
-  return 0;
-}
-
-/* Text and blob bytes; NULL from SQLite with a non-empty value means it ran out of memory. */
-static int column_bytes(sqlite3_stmt *s, int i, int type, const void **p, size_t *n) {
-  *p = type == SQLITE_TEXT ? (const void *)sqlite3_column_text(s, i) : sqlite3_column_blob(s, i);
-  *n = (size_t)sqlite3_column_bytes(s, i);
-  if (*p == NULL && (type == SQLITE_TEXT || *n > 0)) return RT_ENOMEM;
-  return 0;
-}
-
-/* Appends column i of the current row as JSON (sqldb.h: rt_sqldb_result_row). */
-static int append_value(struct run *run, int i, size_t row_start, rt_errbuf_t *err) {
-  sqlite3_stmt *s = run->q->stmt;
-  rt_strbuf_t *b = &run->r->text;
-  int type = sqlite3_column_type(s, i);
-  char num[24];
-  const void *p;
-  size_t n;
-  switch (type) {
-    case SQLITE_INTEGER:
-      snprintf(num, sizeof(num), "%" PRId64, (int64_t)sqlite3_column_int64(s, i));
-      return append_str(b, num);
-    case SQLITE_FLOAT: return append_real(b, sqlite3_column_double(s, i));
-    case SQLITE_NULL: return append_str(b, "null");
-    default: break;
-  }
-  if (column_bytes(s, i, type, &p, &n) != 0) return RT_ENOMEM;
-  int rc = check_value_size(run, row_start, n, err);
-  if (rc != 0) return rc;
-  if (type == SQLITE_TEXT) return rt_strbuf_append_json_string(b, p, n);
-  if (append_str(b, "{\"$base64\":\"") != 0 || append_base64(b, p, n) != 0) return RT_ENOMEM;
-  return append_str(b, "\"}");
-}
-
-/* Room for one more row (and its key when the run has keys). */
-static int grow_rows(rt_sqldb_result_t *r, int with_keys) {
-  if (r->nrows < r->cap) return 0;
-  size_t cap = r->cap ? r->cap * 2 : 16;
-  struct span *rows = rt_realloc(r->rows, cap * sizeof(*rows));
-  if (rows == NULL) return RT_ENOMEM;
-  r->rows = rows;
-  if (with_keys) {
-    struct span *keys = rt_realloc(r->keys, cap * sizeof(*keys));
-    if (keys == NULL) return RT_ENOMEM;
-    r->keys = keys;
-  }
-  r->cap = cap;
-  return 0;
-}
-
-static int append_key(rt_sqldb_result_t *r, size_t from) {
-  struct span k = {r->keytext.len, r->text.len - from};
-  if (rt_strbuf_append(&r->keytext, r->text.p + from, k.len) != 0 ||
-      rt_strbuf_append(&r->keytext, "", 1) != 0)
-    return RT_ENOMEM;
-  r->keys[r->nrows] = k;
-  return 0;
-}
-
-static int row_error(int rc, rt_errbuf_t *err) {
-  return rc == RT_ENOMEM ? rt_errbuf_set(err, rc, "Out of memory") : rc;
-}
-
-/* Encodes the current row as {"col":value,...} and its key, within the limits. */
-static int encode_row(struct run *run, rt_errbuf_t *err) {
-  rt_sqldb_result_t *r = run->r;
-  int key_col = run->q->key_col;
-  if (run->lim.max_rows != 0 && r->nrows == run->lim.max_rows)
-    return rt_errbuf_set(err, RT_EQLIMIT, "The result has more than %zu rows", run->lim.max_rows);
-  int rc = grow_rows(r, key_col >= 0);
-  size_t start = r->text.len;
-  if (rc == 0) rc = rt_strbuf_append(&r->text, "{", 1);
-  for (size_t i = 0; rc == 0 && i < r->ncols; i++) {
-    size_t off = run->prefix_off[i], plen = run->prefix_off[i + 1] - off;
-    if (i > 0) rc = rt_strbuf_append(&r->text, ",", 1);
-    if (rc == 0) rc = rt_strbuf_append(&r->text, run->prefixes.p + off, plen);
-    size_t vstart = r->text.len;
-    if (rc == 0) rc = append_value(run, (int)i, start, err);
-    if (rc == 0 && (int)i == key_col) rc = append_key(r, vstart);
-  }
-  if (rc == 0) rc = rt_strbuf_append(&r->text, "}", 1);
-  if (rc == 0) rc = check_value_size(run, start, 0, err);
-  if (rc != 0) return row_error(rc, err);
-  r->rows[r->nrows] = (struct span){start, r->text.len - start};
-  run->bytes += r->rows[r->nrows].len;
-  r->nrows++;
-  return row_error(rt_strbuf_append(&r->text, "", 1), err);
-}
-
-/* --------------------------------------------------------------- columns */
-
-static int name_taken(const rt_sqldb_result_t *r, size_t upto, const char *name) {
-  for (size_t i = 0; i < upto; i++)
-    if (strcmp(r->names.p + r->name_off[i], name) == 0) return 1;
-  return 0;
-}
-
-/* Appends column i's name, suffixed ":2", ":3"... while an earlier column has it. */
-static int append_unique_name(rt_sqldb_result_t *r, size_t i, const char *base) {
-  size_t blen = strlen(base);
-  char *name = rt_malloc(blen + 16);
-  if (name == NULL) return RT_ENOMEM;
-  memcpy(name, base, blen + 1);
-  for (unsigned k = 2; name_taken(r, i, name); k++) snprintf(name + blen, 16, ":%u", k);
-  r->name_off[i] = r->names.len;
-  int rc = rt_strbuf_append(&r->names, name, strlen(name) + 1);
-  rt_free(name);
-  return rc;
-}
-
-/* Column names and their escaped `"name":` prefixes, for the statement as prepared now. */
-static int build_columns(struct run *run) {
-  rt_sqldb_result_t *r = run->r;
-  sqlite3_stmt *s = run->q->stmt;
-  r->ncols = (size_t)sqlite3_column_count(s);
-  r->name_off = rt_calloc(r->ncols, sizeof(size_t));
-  run->prefix_off = rt_calloc(r->ncols + 1, sizeof(size_t));
-  if (r->name_off == NULL || run->prefix_off == NULL) return RT_ENOMEM;
-  for (size_t i = 0; i < r->ncols; i++) {
-    const char *base = sqlite3_column_name(s, (int)i);
-    if (base == NULL || append_unique_name(r, i, base) != 0) return RT_ENOMEM;
-    const char *name = r->names.p + r->name_off[i];
-    if (rt_strbuf_append_json_string(&run->prefixes, name, strlen(name)) != 0 ||
-        rt_strbuf_append(&run->prefixes, ":", 1) != 0)
-      return RT_ENOMEM;
-    run->prefix_off[i + 1] = run->prefixes.len;
-  }
-  return 0;
 }
 
 /* ------------------------------------------------------------------- runs */
@@ -965,12 +482,12 @@ static int step_error(rt_sqldb_query_t *q, int rc, const struct collector *c, ui
  * connection changed the schema), the new statement's reads replace the old
  * ones and the key is chosen again, before any row is encoded.
  */
-static int after_reprepare(rt_sqldb_query_t *q, struct collector *c, rt_sqldb_result_t *r,
+static int after_reprepare(rt_sqldb_query_t *q, struct collector *c, rt_sqldb_run_t *run,
                            rt_errbuf_t *err) {
   int now = sqlite3_stmt_status(q->stmt, SQLITE_STMTSTATUS_REPREPARE, 0);
   if (now == q->reprepares) return 0;
   q->reprepares = now;
-  r->schema_changed = 1;
+  rt_sqldb_run_mark_schema_changed(run);
   int rc = filter_tables(q->db, c, err);
   if (rc != 0) return rc;
   adopt_tables(q, c);
@@ -978,8 +495,7 @@ static int after_reprepare(rt_sqldb_query_t *q, struct collector *c, rt_sqldb_re
 }
 
 /* The first step runs with a collector, since it is where SQLite re-prepares. */
-static int first_step(struct run *run, rt_errbuf_t *err) {
-  rt_sqldb_query_t *q = run->q;
+static int first_step(rt_sqldb_query_t *q, rt_sqldb_run_t *run, rt_errbuf_t *err) {
   struct collector c = {.stepping = 1};
   q->db->collect = &c;
   int rc = sqlite3_step(q->stmt);
@@ -988,156 +504,47 @@ static int first_step(struct run *run, rt_errbuf_t *err) {
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
     code = step_error(q, rc, &c, run->lim.timeout_ms, err);
   else
-    code = after_reprepare(q, &c, run->r, err);
-  if (code == 0 && build_columns(run) != 0) code = rt_errbuf_set(err, RT_ENOMEM, "Out of memory");
+    code = after_reprepare(q, &c, run, err);
+  if (code == 0 && rt_sqldb_run_columns(run, q->key_col) != 0)
+    code = rt_errbuf_set(err, RT_ENOMEM, "Out of memory");
   free_names(c.tables, c.ntables);
   return code != 0 ? code : rc;
 }
 
-/* A key's bytes, for sorting. */
-struct keyref {
-  const char *p; /* first byte */
-  size_t len;    /* bytes */
-};
-
-static int compare_keys(const void *a, const void *b) {
-  const struct keyref *x = a, *y = b;
-  size_t n = x->len < y->len ? x->len : y->len;
-  int c = memcmp(x->p, y->p, n);
-  return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
-}
-
-/* Keys count only when all differ: sorted, equal keys end up side by side. */
-static int check_keys_distinct(rt_sqldb_result_t *r) {
-  struct keyref *sorted = rt_malloc((r->nrows ? r->nrows : 1) * sizeof(*sorted));
-  if (sorted == NULL) return RT_ENOMEM;
-  for (size_t i = 0; i < r->nrows; i++)
-    sorted[i] = (struct keyref){r->keytext.p + r->keys[i].off, r->keys[i].len};
-  qsort(sorted, r->nrows, sizeof(*sorted), compare_keys);
-  r->has_keys = 1;
-  for (size_t i = 1; i < r->nrows && r->has_keys; i++)
-    r->has_keys = compare_keys(&sorted[i - 1], &sorted[i]) != 0;
-  rt_free(sorted);
-  if (!r->has_keys) {
-    rt_free(r->keys);
-    r->keys = NULL;
-    rt_strbuf_destroy(&r->keytext);
-  }
-  return 0;
-}
-
 static const struct collector no_collector;
 
-static int run_rows(struct run *run, rt_errbuf_t *err) {
-  int rc = first_step(run, err);
+static int run_rows(rt_sqldb_query_t *q, rt_sqldb_run_t *run, rt_errbuf_t *err) {
+  int rc = first_step(q, run, err);
   while (rc == SQLITE_ROW) {
-    int code = encode_row(run, err);
+    int code = rt_sqldb_run_row(run, err);
     if (code != 0) return code;
-    rc = sqlite3_step(run->q->stmt);
+    rc = sqlite3_step(q->stmt);
   }
   if (rc < 0) return rc;
-  if (rc != SQLITE_DONE) return step_error(run->q, rc, &no_collector, run->lim.timeout_ms, err);
-  if (run->q->key_col < 0) return 0;
-  return check_keys_distinct(run->r) == 0 ? 0 : rt_errbuf_set(err, RT_ENOMEM, "Out of memory");
+  if (rc != SQLITE_DONE) return step_error(q, rc, &no_collector, run->lim.timeout_ms, err);
+  if (q->key_col < 0) return 0;
+  return rt_sqldb_run_check_keys(run) == 0 ? 0 : rt_errbuf_set(err, RT_ENOMEM, "Out of memory");
 }
 
 int rt_sqldb_query_run(rt_sqldb_query_t *q, const rt_sqldb_limits_t *limits,
                        rt_sqldb_result_t **out, rt_errbuf_t *err) {
   *out = NULL;
-  struct run run = {q, rt_calloc(1, sizeof(rt_sqldb_result_t)), {0}, {0}, NULL, 0};
-  if (run.r == NULL) return rt_errbuf_set(err, RT_ENOMEM, "Out of memory");
-  if (limits != NULL) run.lim = *limits;
+  rt_sqldb_run_t run;
+  if (rt_sqldb_run_init(&run, q->stmt, limits) != 0)
+    return rt_errbuf_set(err, RT_ENOMEM, "Out of memory");
   rt_sqldb_t *db = q->db;
   db->timed_out = 0;
   if (run.lim.timeout_ms != 0) {
     db->deadline_ns = now_ns() + (int64_t)run.lim.timeout_ms * 1000000;
     sqlite3_progress_handler(db->h, PROGRESS_OPS, on_progress, db);
   }
-  int rc = run_rows(&run, err);
+  int rc = run_rows(q, &run, err);
   sqlite3_progress_handler(db->h, 0, NULL, NULL);
   sqlite3_reset(q->stmt);
-  rt_strbuf_destroy(&run.prefixes);
-  rt_free(run.prefix_off);
-  if (rc != 0) {
-    rt_sqldb_result_free(run.r);
-    return rc;
-  }
-  *out = run.r;
+  rt_sqldb_result_t *r = rt_sqldb_run_finish(&run, rc == 0);
+  if (rc != 0) return rc;
+  *out = r;
   return 0;
-}
-
-/* ----------------------------------------------------------------- results */
-
-void rt_sqldb_result_free(rt_sqldb_result_t *r) {
-  if (r == NULL) return;
-  rt_strbuf_destroy(&r->names);
-  rt_free(r->name_off);
-  rt_free(r->rows);
-  rt_strbuf_destroy(&r->text);
-  rt_free(r->keys);
-  rt_strbuf_destroy(&r->keytext);
-  rt_free(r);
-}
-
-size_t rt_sqldb_result_column_count(const rt_sqldb_result_t *r) { return r->ncols; }
-
-const char *rt_sqldb_result_column(const rt_sqldb_result_t *r, size_t i) {
-  assert(i < r->ncols);
-  return r->names.p + r->name_off[i];
-}
-
-size_t rt_sqldb_result_row_count(const rt_sqldb_result_t *r) { return r->nrows; }
-
-const char *rt_sqldb_result_row(const rt_sqldb_result_t *r, size_t i, size_t *len) {
-  assert(i < r->nrows);
-  if (len != NULL) *len = r->rows[i].len;
-  return r->text.p + r->rows[i].off;
-}
-
-int rt_sqldb_result_has_keys(const rt_sqldb_result_t *r) { return r->has_keys; }
-
-const char *rt_sqldb_result_key(const rt_sqldb_result_t *r, size_t i, size_t *len) {
-  assert(i < r->nrows);
-  if (!r->has_keys) return NULL;
-  if (len != NULL) *len = r->keys[i].len;
-  return r->keytext.p + r->keys[i].off;
-}
-
-int rt_sqldb_result_schema_changed(const rt_sqldb_result_t *r) { return r->schema_changed; }
-
-/* Sized exactly first: one allocation for what may be a large result. */
-char *rt_sqldb_result_rows_json(const rt_sqldb_result_t *r, size_t *len) {
-  size_t n = 2 + (r->nrows > 0 ? r->nrows - 1 : 0);
-  for (size_t i = 0; i < r->nrows; i++) n += r->rows[i].len;
-  char *out = rt_malloc(n + 1), *w = out;
-  if (out == NULL) return NULL;
-  *w++ = '[';
-  for (size_t i = 0; i < r->nrows; i++) {
-    if (i > 0) *w++ = ',';
-    memcpy(w, r->text.p + r->rows[i].off, r->rows[i].len);
-    w += r->rows[i].len;
-  }
-  *w++ = ']';
-  *w = '\0';
-  if (len != NULL) *len = n;
-  return out;
-}
-
-char *rt_sqldb_result_columns_json(const rt_sqldb_result_t *r, size_t *len) {
-  rt_strbuf_t b = {0};
-  int rc = rt_strbuf_append(&b, "[", 1);
-  for (size_t i = 0; rc == 0 && i < r->ncols; i++) {
-    const char *name = rt_sqldb_result_column(r, i);
-    if (i > 0) rc = rt_strbuf_append(&b, ",", 1);
-    if (rc == 0) rc = rt_strbuf_append_json_string(&b, name, strlen(name));
-  }
-  if (rc == 0) rc = rt_strbuf_append(&b, "]", 1);
-  if (rc != 0) {
-    rt_strbuf_destroy(&b);
-    return NULL;
-  }
-  if (len != NULL) *len = b.len;
-  return b.p;
 }
 
 /* -------------------------------------------------------- change tracking */
