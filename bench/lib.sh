@@ -114,3 +114,13 @@ start_server() {
 field() {
   sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1"
 }
+
+# median VALUE...: the median of the numbers given (the mean of the middle
+# two for an even count); empty and `null` values are skipped, and `null` is
+# printed when none is left. An odd count prints the middle value as given.
+median() {
+  printf '%s\n' "$@" | awk '$1 != "" && $1 != "null"' | sort -g |
+    awk '{ v[NR] = $1 }
+         END { if (!NR) print "null"; else if (NR % 2) print v[(NR + 1) / 2];
+               else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
