@@ -4,7 +4,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { track, untrack, withTimeout } from './server.mjs';
+import { Waitable, track, untrack, withTimeout } from './server.mjs';
 
 export const OP = Object.freeze({
   CONT: 0x0, TEXT: 0x1, BINARY: 0x2, CLOSE: 0x8, PING: 0x9, PONG: 0xa,
@@ -222,14 +222,14 @@ export function upgradeRequest({ path = '/ws', method = 'GET', version = 'HTTP/1
  * nothing is answered automatically unless autoPong (pings) or autoCloseEcho
  * (the server's close) is set.
  */
-export class RawClient {
+export class RawClient extends Waitable {
   constructor(sock, leftover = Buffer.alloc(0), { autoPong = false, autoCloseEcho = false } = {}) {
+    super();
     this.sock = sock;
     this.closeSent = false;
     this.autoCloseEcho = autoCloseEcho;
     this.buf = Buffer.alloc(0);
     this.frames = [];
-    this.waiters = [];
     this.ended = false;
     this.autoPong = autoPong;
     this.endedAt = null;
@@ -301,25 +301,6 @@ export class RawClient {
     if (frames.length) this.wake();
   }
 
-  wake() {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  async waitUntil(cond, timeout, what) {
-    const t0 = Date.now();
-    while (!cond()) {
-      const left = timeout - (Date.now() - t0);
-      if (left <= 0) throw new Error(`timeout after ${timeout} ms: ${what}`);
-      let timer;
-      await new Promise((resolve) => {
-        this.waiters.push(resolve);
-        timer = setTimeout(resolve, left);
-      });
-      clearTimeout(timer);
-    }
-  }
 
   /** Writes raw bytes. */
   write(buf) {

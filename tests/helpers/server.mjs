@@ -185,11 +185,42 @@ export async function startServer({
  * await them one at a time without losing any. Binary messages are recorded
  * and make next() fail: the server never sends them.
  */
-export class Client {
+/**
+ * Something tests wait on: subclasses call wake() whenever their state
+ * changes (a message, a close), and waitUntil() re-checks its condition then.
+ */
+export class Waitable {
+  constructor() {
+    this.waiters = [];
+  }
+
+  wake() {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Waits until cond() is true (re-checked on every wake), or times out. */
+  async waitUntil(cond, timeout, what) {
+    const t0 = Date.now();
+    while (!cond()) {
+      const left = timeout - (Date.now() - t0);
+      if (left <= 0) throw new Error(`timeout after ${timeout} ms: ${what}`);
+      let timer;
+      await new Promise((resolve) => {
+        this.waiters.push(resolve);
+        timer = setTimeout(resolve, left);
+      });
+      clearTimeout(timer);
+    }
+  }
+}
+
+export class Client extends Waitable {
   constructor(ws) {
+    super();
     this.ws = ws;
     this.queue = [];
-    this.waiters = [];
     this.pings = [];
     this.pongs = [];
     this.closeInfo = null;
@@ -232,26 +263,6 @@ export class Client {
     return client;
   }
 
-  wake() {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
-  }
-
-  /** Waits until cond() is true (re-checked on every message/close), or times out. */
-  async waitUntil(cond, timeout, what) {
-    const t0 = Date.now();
-    while (!cond()) {
-      const left = timeout - (Date.now() - t0);
-      if (left <= 0) throw new Error(`timeout after ${timeout} ms: ${what}`);
-      let timer;
-      await new Promise((resolve) => {
-        this.waiters.push(resolve);
-        timer = setTimeout(resolve, left);
-      });
-      clearTimeout(timer);
-    }
-  }
 
   /** Sends an object as JSON text. */
   send(obj) { this.ws.send(JSON.stringify(obj)); }
