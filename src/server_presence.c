@@ -29,13 +29,7 @@ static rt_frame_t *push_frame(const rt_presence_entry_t *e, rt_presence_change_t
            rt_strbuf_append(&b, e->channel, e->channel_len) == 0 &&
            rt_strbuf_append(&b, "\",\"entry\":", 10) == 0 && rt_presence_entry_json(e, &b) == 0 &&
            rt_strbuf_append(&b, "}", 1) == 0;
-  rt_frame_t *f = ok ? rt_frame_new(b.len) : NULL;
-  if (f != NULL) {
-    rt_frame_append(f, b.p, b.len);
-    rt_frame_seal(f, 0x1);
-  }
-  rt_strbuf_destroy(&b);
-  return f;
+  return rt_strbuf_to_frame(&b, ok);
 }
 
 static void notify(rt_server_t *srv, const rt_presence_entry_t *e, rt_presence_change_t change) {
@@ -166,11 +160,5 @@ rt_frame_t *rt_srv_presence_list(rt_server_t *srv, const char *channel, size_t l
   int ok = rt_strbuf_append(&b, head, (size_t)n) == 0 &&
            rt_presence_foreach(srv->presence, channel, len, append_entry, &b) == 0 &&
            rt_strbuf_append(&b, "]}", 2) == 0;
-  rt_frame_t *f = ok ? rt_frame_new(b.len) : NULL;
-  if (f != NULL) {
-    rt_frame_append(f, b.p, b.len);
-    rt_frame_seal(f, 0x1);
-  }
-  rt_strbuf_destroy(&b);
-  return f;
+  return rt_strbuf_to_frame(&b, ok);
 }

@@ -903,12 +903,14 @@ rt_frame_t *rt_proto_error_retry(int has_id, int64_t id, int err, const char *me
   return error_frame(has_id, id, err, message, retry_after_ms);
 }
 
-/* Copies finished JSON text into a sealed text frame. */
-static rt_frame_t *frame_of(const rt_strbuf_t *b) {
-  rt_frame_t *f = rt_frame_new(b->len);
-  if (f == NULL) return NULL;
-  rt_frame_append(f, b->p, b->len);
-  return seal(f);
+rt_frame_t *rt_strbuf_to_frame(rt_strbuf_t *b, int ok) {
+  rt_frame_t *f = ok ? rt_frame_new(b->len) : NULL;
+  if (f != NULL) {
+    rt_frame_append(f, b->p, b->len);
+    seal(f);
+  }
+  rt_strbuf_destroy(b);
+  return f;
 }
 
 /* Not on a hot path (once per authentication), so built in a strbuf for clarity. */
@@ -929,9 +931,7 @@ rt_frame_t *rt_proto_auth_ack(int has_id, int64_t id, const char *user_id,
     ok = (i == 0 || rt_strbuf_append(&b, ",", 1) == 0) &&
          rt_strbuf_append_json_string(&b, perms[i], strlen(perms[i])) == 0;
   ok = ok && rt_strbuf_append(&b, "]}", 2) == 0;
-  rt_frame_t *f = ok ? frame_of(&b) : NULL;
-  rt_strbuf_destroy(&b);
-  return f;
+  return rt_strbuf_to_frame(&b, ok);
 }
 
 rt_frame_t *rt_proto_token_expired(uint32_t grace_ms) {

@@ -82,6 +82,12 @@ typedef struct {
 int rt_strbuf_append(rt_strbuf_t *b, const char *s, size_t n);
 int rt_strbuf_append_json_string(rt_strbuf_t *b, const char *s, size_t n);
 void rt_strbuf_destroy(rt_strbuf_t *b);
+/*
+ * Ends a strbuf holding one JSON message: when ok, returns a new sealed
+ * text frame with its text (NULL on OOM); NULL when !ok. Destroys b either
+ * way, so `return rt_strbuf_to_frame(&b, ok);` ends every builder.
+ */
+rt_frame_t *rt_strbuf_to_frame(rt_strbuf_t *b, int ok);
 
 /* Sealed text frames (refcnt 1), or NULL on OOM. */
 /* {"type":"ack","id":N} and, when delivered >= 0, ,"delivered":D */

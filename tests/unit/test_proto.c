@@ -1096,6 +1096,13 @@ static void test_security_encoders(void **state) {
                "\"permissions\":[\"read:*\",\"write:a\\\"b\"]}");
   expect_frame(rt_proto_auth_ack(0, 0, NULL, NULL, 0), "{\"type\":\"ack\",\"permissions\":[]}");
   expect_frame(rt_proto_token_expired(30000), "{\"type\":\"token_expired\",\"graceMs\":30000}");
+  rt_strbuf_t b = {0};
+  assert_int_equal(rt_strbuf_append(&b, "{\"a\":1}", 7), 0);
+  expect_frame(rt_strbuf_to_frame(&b, 1), "{\"a\":1}");
+  assert_null(b.p); /* destroyed */
+  assert_int_equal(rt_strbuf_append(&b, "{", 1), 0);
+  assert_null(rt_strbuf_to_frame(&b, 0)); /* a failed builder: no frame, buffer freed */
+  assert_null(b.p);
   for (long n = 0;; n++) { /* OOM: each failure point gives NULL, never a leak */
     rt_alloc_fail_after(n);
     rt_frame_t *f = rt_proto_auth_ack(1, 2, "u", perms, 2);
