@@ -418,6 +418,12 @@ int rt_live_unsubscribe(rt_live_t *live, rt_conn_t *c, const char *sub_id) {
   return 0;
 }
 
+int rt_live_unsubscribe_id(rt_live_t *live, const char *sub_id) {
+  void *owner = NULL;
+  if (live == NULL || rt_lq_lookup(live->reg, sub_id, &owner, NULL) != 0) return RT_EQUNKNOWN;
+  return rt_lq_unsubscribe(live->reg, owner, sub_id) == 0 ? 0 : RT_EQUNKNOWN;
+}
+
 void rt_live_drop_owner(rt_live_t *live, rt_conn_t *c) {
   if (live != NULL) rt_lq_unsubscribe_owner(live->reg, c);
 }

@@ -50,6 +50,8 @@ int rt_live_subscribe(rt_live_t *live, struct rt_conn_s *c, const char *name_or_
                       char sub_id[24], rt_errbuf_t *err);
 /* query_unsubscribe: 0, or RT_EQUNKNOWN when c holds no such subscription. */
 int rt_live_unsubscribe(rt_live_t *live, struct rt_conn_s *c, const char *sub_id);
+/* Ends a subscription by id whoever holds it (the C API): 0 or RT_EQUNKNOWN. */
+int rt_live_unsubscribe_id(rt_live_t *live, const char *sub_id);
 /* Drops every subscription of c (disconnect). */
 void rt_live_drop_owner(rt_live_t *live, struct rt_conn_s *c);
 /* Totals for /stats. */

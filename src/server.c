@@ -500,11 +500,8 @@ int rt_server_subscribe_query(rt_server_t *srv, uint64_t client_id, const char *
 }
 
 int rt_server_unsubscribe_query(rt_server_t *srv, const char *sub_id) {
-  for (rt_link_t *l = srv->conns.next; l != &srv->conns; l = l->next) {
-    rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
-    if (c->state == CONN_OPEN && rt_live_unsubscribe(srv->live, c, sub_id) == 0) return 0;
-  }
-  return RT_EQUNKNOWN;
+  if (sub_id == NULL) return RT_EINVAL;
+  return rt_live_unsubscribe_id(srv->live, sub_id);
 }
 
 int64_t rt_server_notify_query_update(rt_server_t *srv, const char *sql, const char *rows_json,
