@@ -156,7 +156,8 @@ static void on_tick(uv_timer_t *h) {
   rt_server_t *srv = h->data;
   rt_conn_sweep_deadlines(srv);
   rt_srv_presence_sweep(srv);
-  if (++srv->ticks % (1000 / TICK_MS) == 0) rt_conn_check_expiry(srv);
+  /* Only JWT identities expire: without a verifier there is nothing to walk for. */
+  if (++srv->ticks % (1000 / TICK_MS) == 0 && srv->jwt != NULL) rt_conn_check_expiry(srv);
 }
 static void on_ping(uv_timer_t *h) { rt_conn_ping_all(h->data); }
 
