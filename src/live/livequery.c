@@ -1,6 +1,6 @@
 /*
- * Live-query registry: four hash indexes (subscriptions by id, instances by
- * key, tables by name, owners by pointer), a FIFO of dirty instances, and the
+ * Live-query registry: four hash indexes (core/strmap.c: subscriptions by id,
+ * instances by key, tables by name, owners by pointer), a FIFO of dirty instances, and the
  * fan-out of pushes. The results, the diffing that turns two evaluations into
  * a push, and the frames are in livequery_diff.c.
  *
@@ -18,7 +18,6 @@
  * - An instance is on the dirty queue iff it is dirty, not pinned and not
  *   detached.
  */
-#include "hash.h"
 #include "livequery_internal.h"
 
 #include <inttypes.h>
@@ -28,27 +27,13 @@
 
 #include "alloc.h"
 #include "proto.h"
+#include "strmap.h"
 
-#define MAP_MIN_CAP 8     /* first slot array of an index; power of two, at most half used */
 #define SUBS_MIN_CAP 2    /* first subscriber array of an instance */
 #define REFS_MIN_CAP 2    /* first instance array of a table */
 #define NOTIFY_MAX_DEPTH 1024
 
 /* ---------------------------------------------------------------- types */
-
-typedef struct {
-  uint64_t hash;   /* hash of the key, kept for probing and growth */
-  const char *key; /* the key bytes, owned by val */
-  size_t klen;     /* bytes of key */
-  void *val;       /* the indexed object; NULL = empty slot */
-} slot_t;
-
-typedef struct {
-  slot_t *slots; /* open addressing, linear probing; NULL until the first insert */
-  size_t cap;    /* slots, a power of two (0 before the first insert) */
-  size_t count;  /* used slots */
-  int fold;      /* keys compare ASCII-case-insensitively */
-} map_t;
 
 typedef struct table_s table_t;
 typedef struct owner_s owner_t;
@@ -115,10 +100,10 @@ struct owner_s {
 };
 
 struct rt_lq_s {
-  map_t subs;               /* id -> sub_t */
-  map_t insts;              /* sql NUL params -> instance */
-  map_t tables;             /* name (case-folded) -> table_t */
-  map_t owners;             /* owner pointer bytes -> owner_t */
+  rt_strmap_t subs;         /* id -> sub_t */
+  rt_strmap_t insts;        /* sql NUL params -> instance */
+  rt_strmap_t tables;       /* name (case-folded) -> table_t */
+  rt_strmap_t owners;       /* owner pointer bytes -> owner_t */
   uint64_t seed;            /* hash seed */
   uint64_t last_id;         /* number in the last subscription id issued */
   rt_lq_instance_t *dhead;  /* dirty queue, oldest first */
@@ -130,88 +115,6 @@ struct rt_lq_s {
   size_t nsubs;             /* live subscriptions */
   rt_lq_stats_t stats;      /* the counters of rt_lq_stats (gauges filled on read) */
 };
-
-/* ---------------------------------------------------------------- hashing */
-
-static unsigned char fold_byte(unsigned char c, int fold) {
-  return fold && c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
-}
-
-/* FNV-1a from a per-registry seed, then the MurmurHash3 finalizer (as in the hub). */
-static uint64_t hash_bytes(uint64_t seed, const char *s, size_t n, int fold) {
-  uint64_t h = RT_FNV_OFFSET ^ seed;
-  for (size_t i = 0; i < n; i++) {
-    h ^= fold_byte((unsigned char)s[i], fold);
-    h *= RT_FNV_PRIME;
-  }
-  return rt_hash_mix(h);
-}
-
-static int keys_equal(const char *a, const char *b, size_t n, int fold) {
-  if (!fold) return memcmp(a, b, n) == 0;
-  for (size_t i = 0; i < n; i++)
-    if (fold_byte((unsigned char)a[i], 1) != fold_byte((unsigned char)b[i], 1)) return 0;
-  return 1;
-}
-
-/* ---------------------------------------------------------------- indexes */
-
-static size_t map_slot(const map_t *m, const char *key, size_t klen, uint64_t h) {
-  size_t mask = m->cap - 1;
-  for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
-    const slot_t *s = &m->slots[i];
-    if (s->val == NULL) return SIZE_MAX;
-    if (s->hash == h && s->klen == klen && keys_equal(s->key, key, klen, m->fold)) return i;
-  }
-}
-
-static void *map_find(const rt_lq_t *reg, const map_t *m, const char *key, size_t klen) {
-  if (m->count == 0) return NULL;
-  size_t i = map_slot(m, key, klen, hash_bytes(reg->seed, key, klen, m->fold));
-  return i == SIZE_MAX ? NULL : m->slots[i].val;
-}
-
-static void map_place(slot_t *slots, size_t cap, const slot_t *s) {
-  size_t i = (size_t)s->hash & (cap - 1);
-  while (slots[i].val != NULL) i = (i + 1) & (cap - 1);
-  slots[i] = *s;
-}
-
-/* Makes room for one more entry so that map_insert cannot fail; on RT_ENOMEM nothing changed. */
-static int map_reserve(map_t *m) {
-  if ((m->count + 1) * 2 <= m->cap) return 0;
-  size_t ncap = m->cap ? m->cap * 2 : MAP_MIN_CAP;
-  slot_t *ns = rt_calloc(ncap, sizeof(*ns));
-  if (ns == NULL) return RT_ENOMEM;
-  for (size_t i = 0; i < m->cap; i++)
-    if (m->slots[i].val != NULL) map_place(ns, ncap, &m->slots[i]);
-  rt_free(m->slots);
-  m->slots = ns;
-  m->cap = ncap;
-  return 0;
-}
-
-/* Inserts after a successful map_reserve; `key` must live as long as the entry. */
-static void map_insert(const rt_lq_t *reg, map_t *m, const char *key, size_t klen, void *val) {
-  slot_t s = {hash_bytes(reg->seed, key, klen, m->fold), key, klen, val};
-  map_place(m->slots, m->cap, &s);
-  m->count++;
-}
-
-/* Backward-shift deletion (no tombstones), as in the hub's channel table. */
-static void map_remove(const rt_lq_t *reg, map_t *m, const char *key, size_t klen) {
-  size_t mask = m->cap - 1;
-  size_t hole = map_slot(m, key, klen, hash_bytes(reg->seed, key, klen, m->fold));
-  for (size_t j = (hole + 1) & mask; m->slots[j].val != NULL; j = (j + 1) & mask) {
-    size_t home = (size_t)m->slots[j].hash & mask;
-    if (((j - home) & mask) >= ((j - hole) & mask)) {
-      m->slots[hole] = m->slots[j];
-      hole = j;
-    }
-  }
-  m->slots[hole].val = NULL;
-  m->count--;
-}
 
 /* ---------------------------------------------------------------- tables */
 
@@ -227,20 +130,20 @@ static int grow_array(void **arr, size_t *cap, size_t need, size_t elem, size_t 
 }
 
 static table_t *table_get(rt_lq_t *reg, const char *name, size_t len) {
-  table_t *t = map_find(reg, &reg->tables, name, len);
+  table_t *t = rt_strmap_find(&reg->tables, name, len);
   if (t != NULL) return t;
-  if (map_reserve(&reg->tables) != 0) return NULL;
+  if (rt_strmap_reserve(&reg->tables) != 0) return NULL;
   t = rt_calloc(1, sizeof(*t) + len + 1);
   if (t == NULL) return NULL;
   memcpy(t->name, name, len);
   t->len = len;
-  map_insert(reg, &reg->tables, t->name, len, t);
+  rt_strmap_insert(&reg->tables, t->name, len, t);
   return t;
 }
 
 static void table_drop_if_unused(rt_lq_t *reg, table_t *t) {
   if (t->n > 0) return;
-  map_remove(reg, &reg->tables, t->name, t->len);
+  rt_strmap_remove(&reg->tables, t->name, t->len);
   rt_free(t->refs);
   rt_free(t);
 }
@@ -443,7 +346,7 @@ static char *make_key(const char *sql, const char *params, size_t *klen) {
 static rt_lq_instance_t *instance_new(rt_lq_t *reg, char *key, size_t klen,
                                       const char *const *tables, size_t ntables) {
   rt_lq_instance_t *inst = NULL;
-  if (map_reserve(&reg->insts) != 0 || (inst = rt_calloc(1, sizeof(*inst))) == NULL) {
+  if (rt_strmap_reserve(&reg->insts) != 0 || (inst = rt_calloc(1, sizeof(*inst))) == NULL) {
     rt_free(key);
     return NULL;
   }
@@ -461,13 +364,13 @@ static rt_lq_instance_t *instance_new(rt_lq_t *reg, char *key, size_t klen,
     instance_free(inst);
     return NULL;
   }
-  map_insert(reg, &reg->insts, inst->key, klen, inst);
+  rt_strmap_insert(&reg->insts, inst->key, klen, inst);
   return inst;
 }
 
 /* The last subscriber left: unindex the instance, then free it or leave it to its pin/holds. */
 static void detach(rt_lq_t *reg, rt_lq_instance_t *inst) {
-  map_remove(reg, &reg->insts, inst->key, inst->key_len);
+  rt_strmap_remove(&reg->insts, inst->key, inst->key_len);
   unlink_tables(reg, inst);
   dirty_remove(reg, inst);
   inst->detached = 1;
@@ -491,21 +394,21 @@ static void unpin(rt_lq_t *reg, rt_lq_instance_t *inst) {
 /* ---------------------------------------------------------------- subscriptions */
 
 static owner_t *owner_find(const rt_lq_t *reg, const void *owner) {
-  return map_find(reg, &reg->owners, (const char *)&owner, sizeof(owner));
+  return rt_strmap_find(&reg->owners, (const char *)&owner, sizeof(owner));
 }
 
 static owner_t *owner_get(rt_lq_t *reg, void *owner) {
   owner_t *o = owner_find(reg, owner);
   if (o != NULL) return o;
-  if (map_reserve(&reg->owners) != 0 || (o = rt_calloc(1, sizeof(*o))) == NULL) return NULL;
+  if (rt_strmap_reserve(&reg->owners) != 0 || (o = rt_calloc(1, sizeof(*o))) == NULL) return NULL;
   o->owner = owner;
-  map_insert(reg, &reg->owners, (const char *)&o->owner, sizeof(o->owner), o);
+  rt_strmap_insert(&reg->owners, (const char *)&o->owner, sizeof(o->owner), o);
   return o;
 }
 
 static void owner_drop_if_empty(rt_lq_t *reg, owner_t *o) {
   if (o->count > 0) return;
-  map_remove(reg, &reg->owners, (const char *)&o->owner, sizeof(o->owner));
+  rt_strmap_remove(&reg->owners, (const char *)&o->owner, sizeof(o->owner));
   rt_free(o);
 }
 
@@ -513,7 +416,7 @@ static void owner_drop_if_empty(rt_lq_t *reg, owner_t *o) {
 static int sub_new(rt_lq_t *reg, rt_lq_instance_t *inst, owner_t *o, const rt_lq_sub_req_t *req,
                    const char *id) {
   sub_t *s = NULL;
-  if (map_reserve(&reg->subs) != 0 ||
+  if (rt_strmap_reserve(&reg->subs) != 0 ||
       grow_array((void **)&inst->subs, &inst->cap, inst->nslots + 1, sizeof(sub_t *),
                  SUBS_MIN_CAP) != 0 ||
       (s = rt_calloc(1, sizeof(*s))) == NULL)
@@ -532,7 +435,7 @@ static int sub_new(rt_lq_t *reg, rt_lq_instance_t *inst, owner_t *o, const rt_lq
   o->count++;
   inst->subs[inst->nslots++] = s;
   inst->live++;
-  map_insert(reg, &reg->subs, s->id, s->id_len, s);
+  rt_strmap_insert(&reg->subs, s->id, s->id_len, s);
   reg->nsubs++;
   return 0;
 }
@@ -541,7 +444,7 @@ static int sub_new(rt_lq_t *reg, rt_lq_instance_t *inst, owner_t *o, const rt_lq
 static void sub_remove(rt_lq_t *reg, sub_t *s) {
   rt_lq_instance_t *inst = s->inst;
   owner_t *o = s->own;
-  map_remove(reg, &reg->subs, s->id, s->id_len);
+  rt_strmap_remove(&reg->subs, s->id, s->id_len);
   if (s->oprev != NULL) s->oprev->onext = s->onext;
   else o->head = s->onext;
   if (s->onext != NULL) s->onext->oprev = s->oprev;
@@ -595,7 +498,7 @@ int rt_lq_subscribe(rt_lq_t *reg, const rt_lq_sub_req_t *req, rt_lq_sub_out_t *o
     rt_free(key);
     return RT_ENOMEM;
   }
-  rt_lq_instance_t *inst = map_find(reg, &reg->insts, key, klen);
+  rt_lq_instance_t *inst = rt_strmap_find(&reg->insts, key, klen);
   int created = inst == NULL;
   if (created) inst = instance_new(reg, key, klen, req->tables, req->ntables);
   else rt_free(key);
@@ -619,7 +522,7 @@ int rt_lq_subscribe(rt_lq_t *reg, const rt_lq_sub_req_t *req, rt_lq_sub_out_t *o
 }
 
 static sub_t *find_sub(const rt_lq_t *reg, const char *sub_id) {
-  return map_find(reg, &reg->subs, sub_id, strlen(sub_id));
+  return rt_strmap_find(&reg->subs, sub_id, strlen(sub_id));
 }
 
 int rt_lq_unsubscribe(rt_lq_t *reg, const void *owner, const char *sub_id) {
@@ -653,7 +556,7 @@ size_t rt_lq_owner_count(const rt_lq_t *reg, const void *owner) {
 /* ---------------------------------------------------------------- refresh */
 
 size_t rt_lq_mark_table_changed(rt_lq_t *reg, const char *table) {
-  table_t *t = map_find(reg, &reg->tables, table, strlen(table));
+  table_t *t = rt_strmap_find(&reg->tables, table, strlen(table));
   size_t marked = 0;
   for (size_t i = 0; t != NULL && i < t->n; i++) {
     rt_lq_instance_t *inst = t->refs[i].inst;
@@ -785,20 +688,23 @@ int64_t rt_lq_notify(rt_lq_t *reg, const char *sql, const char *rows_json, size_
 rt_lq_t *rt_lq_new(rt_lq_push_cb cb, void *user_data) {
   rt_lq_t *reg = rt_calloc(1, sizeof(*reg));
   if (reg == NULL) return NULL;
-  reg->tables.fold = 1;
   reg->cb = cb;
   reg->cb_data = user_data;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   uint64_t entropy[2] = {(uint64_t)(uintptr_t)reg, (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec};
-  reg->seed = hash_bytes(0, (const char *)entropy, sizeof(entropy), 0);
+  reg->seed = rt_strmap_hash(0, (const char *)entropy, sizeof(entropy), 0);
+  rt_strmap_init(&reg->subs, reg->seed, 0);
+  rt_strmap_init(&reg->insts, reg->seed, 0);
+  rt_strmap_init(&reg->tables, reg->seed, 1);
+  rt_strmap_init(&reg->owners, reg->seed, 0);
   return reg;
 }
 
-static void free_map_values(map_t *m, void (*free_fn)(void *)) {
+static void free_map_values(rt_strmap_t *m, void (*free_fn)(void *)) {
   for (size_t i = 0; i < m->cap; i++)
     if (m->slots[i].val != NULL) free_fn(m->slots[i].val);
-  rt_free(m->slots);
+  rt_strmap_destroy(m);
 }
 
 static void free_table(void *p) {
