@@ -227,8 +227,7 @@ int rt_server_enforce_rate_limit(rt_server_t *srv, uint64_t client_id, const cha
   int op = operation != NULL ? rt_rate_op_parse(operation) : -1;
   if (c == NULL) return RT_ENOENT;
   if (op < 0) return RT_EINVAL;
-  return rt_ratelimit_take(&c->rl, &srv->rate_policy, (rt_rate_op_t)op, (int64_t)uv_now(srv->loop),
-                           NULL);
+  return rt_conn_rate_take(c, (rt_rate_op_t)op, NULL);
 }
 
 int rt_server_validate_message(const rt_server_t *srv, const char *json, size_t len, char *errmsg,

@@ -387,9 +387,12 @@ int rt_server_channel_stats(rt_server_t *srv, const char *name, rt_channel_stats
   return r;
 }
 
+_Static_assert(sizeof(((rt_client_info_t *)0)->remote_addr) == RT_ADDR_TEXT,
+               "client_info's remote_addr holds rt_conn_remote's text");
+
 static int fill_info(rt_conn_t *c, rt_client_info_t *ci) {
   ci->id = c->peer.id;
-  memcpy(ci->remote_addr, c->remote, sizeof(ci->remote_addr));
+  rt_conn_remote(c, ci->remote_addr);
   ci->connected_at_ms = c->connected_at_ms;
   ci->messages_in = c->messages_in;
   ci->messages_out = c->messages_out;

@@ -22,6 +22,19 @@
 
 typedef struct rt_conn_s rt_conn_t;
 
+/*
+ * A peer address as accepted (28 bytes). Connections keep this rather than
+ * its text (110 bytes of "ip:port" and "ip") and format it when a log line,
+ * an event, client_info or the per-IP limit needs it: rarely, and never per
+ * delivery. It is kept, not re-read with getpeername, because a reset socket
+ * no longer has a peer name and the per-IP count must still be released.
+ */
+typedef union {
+  struct sockaddr sa; /* sa_family AF_INET or AF_INET6; 0 when unknown */
+  struct sockaddr_in in4;
+  struct sockaddr_in6 in6;
+} rt_sockaddr_t;
+
 /* Intrusive doubly-linked list node (libuv's queue idea, typed). */
 typedef struct rt_link_s {
   struct rt_link_s *prev; /* previous node, or the list head */
@@ -76,18 +89,16 @@ struct rt_conn_s {
   uint64_t messages_out;   /* message/ack/error frames queued */
   uint64_t bytes_in;       /* payload bytes received */
   uint64_t bytes_out;      /* frame bytes queued */
-  char remote[64];         /* "ip:port" of the peer */
-  char ip[46];             /* the peer's address alone (per-IP limit key) */
+  rt_sockaddr_t addr;      /* the peer's address; text on demand (RT_CONN_REMOTE, RT_CONN_IP) */
   rt_identity_t ident;     /* who the client is; zeroed while anonymous */
   unsigned authenticated : 1;   /* a token or key was accepted */
   unsigned ip_counted : 1;      /* holds a slot in srv->iplimit */
   unsigned expiry_pushed : 1;   /* token_expired was pushed; grace_deadline_ms runs */
   int64_t grace_deadline_ms;    /* wall clock: close 3005 unless re-authenticated */
-  rt_ratelimit_t rl;            /* per-client rate limits */
+  rt_ratelimit_t *rl;           /* per-client rate limits; NULL until needed (rt_conn_rate_take) */
   int64_t last_activity_ms;     /* wall clock of the last message received */
   uint16_t close_code;          /* close code sent or received (0: none) */
   const char *close_reason;     /* static text of the close we sent, or "" */
-  char client_id[24];           /* decimal peer.id: the presence client id */
 };
 
 typedef struct rt_async_msg_s {
@@ -170,6 +181,22 @@ int rt_srv_stats_json(rt_server_t *srv, rt_strbuf_t *out);
 void rt_server_conn_freed(rt_server_t *srv);
 
 /* src/io/conn.c */
+#define RT_ADDR_TEXT 64 /* "ip:port" with its NUL: fits any IPv6 text (46) and a port */
+#define RT_IP_TEXT 46   /* INET6_ADDRSTRLEN: any IP text with its NUL */
+#define RT_ID_TEXT 24   /* a uint64 in decimal with its NUL */
+/* The peer's "ip:port" ("?:0" when unknown) into buf; returns buf. */
+const char *rt_conn_remote(const rt_conn_t *c, char buf[RT_ADDR_TEXT]);
+/* The peer's IP alone ("?" when unknown; the per-IP limit key) into buf; returns buf. */
+const char *rt_conn_ip(const rt_conn_t *c, char buf[RT_IP_TEXT]);
+/* The client id in decimal (the presence client id) into buf; returns buf. */
+const char *rt_conn_client_id(const rt_conn_t *c, char buf[RT_ID_TEXT]);
+/*
+ * The same as expressions for a log line, an event or a call: the text
+ * lives in a compound literal, valid until the end of the enclosing block.
+ */
+#define RT_CONN_REMOTE(c) rt_conn_remote((c), (char[RT_ADDR_TEXT]){0})
+#define RT_CONN_IP(c) rt_conn_ip((c), (char[RT_IP_TEXT]){0})
+#define RT_CONN_ID_TEXT(c) rt_conn_client_id((c), (char[RT_ID_TEXT]){0})
 void rt_conn_on_accept(uv_stream_t *listener, int status);
 /* Starts the close handshake: queues a close frame and stops deliveries. */
 void rt_conn_close(rt_conn_t *c, uint16_t code, const char *reason);
@@ -179,6 +206,15 @@ void rt_conn_fail(rt_conn_t *c, uint16_t code, const char *reason);
 void rt_conn_abort(rt_conn_t *c);
 /* Queues a frame (takes ownership of one reference) and schedules a flush. */
 int rt_conn_send(rt_conn_t *c, rt_frame_t *f);
+/*
+ * Charges one command of kind op to c's rate limits (rt_ratelimit_take).
+ * The limiter is allocated at the first command, and only when the policy
+ * limits something: an unlimited server spends nothing on it per client.
+ * A new limiter starts full, as it would have at the upgrade: no command
+ * has been charged before the first one. Returns 0, RT_ERATE (*out filled
+ * when non-NULL) or RT_ENOMEM.
+ */
+int rt_conn_rate_take(rt_conn_t *c, rt_rate_op_t op, rt_rate_verdict_t *out);
 /* The open conn with this id, or NULL (linear: API calls, not the hot path). */
 rt_conn_t *rt_conn_find(rt_server_t *srv, uint64_t id);
 /* Fails every open conn whose identity's user id is `user_id`. */

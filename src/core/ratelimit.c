@@ -108,6 +108,12 @@ static int strike(rt_rate_bucket_t *b, uint32_t disconnect_after, int64_t now_ms
   return (uint64_t)b->_strikes > (uint64_t)(disconnect_after - 1) * b->_limit;
 }
 
+int rt_rate_policy_limited(const rt_rate_policy_t *policy) {
+  for (int i = 0; i < RT_RATE__COUNT; i++)
+    if (!is_unlimited(&policy->rules[i])) return 1;
+  return 0;
+}
+
 void rt_ratelimit_init(rt_ratelimit_t *rl, const rt_rate_policy_t *policy, int64_t now_ms) {
   memset(rl, 0, sizeof(*rl));
   for (int i = 0; i < RT_RATE__COUNT; i++)

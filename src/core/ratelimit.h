@@ -2,9 +2,10 @@
  * Rate limits: token buckets per client and operation, and the per-IP
  * connection counter.
  *
- * A client's limiter (rt_ratelimit_t) is a small fixed struct embedded in its
- * connection: nothing is allocated, so it costs O(1) memory per client and is
- * freed with the client. The clock is an argument (milliseconds, any epoch),
+ * A client's limiter (rt_ratelimit_t) is a small fixed struct that allocates
+ * nothing itself, so it costs O(1) memory per client; its owner decides where
+ * it lives (the server allocates it only when the policy limits something,
+ * see rt_rate_policy_limited). The clock is an argument (milliseconds, any epoch),
  * so tests drive it by hand; the arithmetic is integer and exact.
  *
  * Bucket semantics for a rule of `limit` per `window_ms` (both > 0):
@@ -75,7 +76,8 @@ typedef struct {
   uint32_t _strikes;      /* refusals in the current strike window (saturating) */
 } rt_rate_bucket_t;
 
-/* A client's limiter, embedded in its connection; about 200 bytes, nothing allocated. */
+/* A client's limiter; about 200 bytes. A server allocates one per client only when its
+ * policy limits something (rt_rate_policy_limited), at the client's first command. */
 typedef struct {
   rt_rate_bucket_t _buckets[RT_RATE__COUNT]; /* indexed by rt_rate_op_t */
 } rt_ratelimit_t;
@@ -86,6 +88,9 @@ typedef struct {
   int disconnect;          /* 1: past disconnect_after times its limit; close the client (1008) */
   rt_rate_op_t op;         /* the bucket that refused (the op's own one when both did), for logs */
 } rt_rate_verdict_t;
+
+/* 1 when the policy limits at least one operation; 0 when every rule is unlimited. */
+int rt_rate_policy_limited(const rt_rate_policy_t *policy);
 
 /*
  * Starts every bucket full at now_ms under the borrowed policy (not kept).

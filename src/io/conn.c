@@ -40,8 +40,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_close(uv_handle_t *h) {
   rt_conn_t *c = h->data;
   rt_server_t *srv = c->srv;
-  if (c->ip_counted) rt_iplimit_release(srv->iplimit, c->ip);
+  if (c->ip_counted) rt_iplimit_release(srv->iplimit, RT_CONN_IP(c));
   rt_identity_destroy(&c->ident);
+  rt_free(c->rl);
   rt_ws_decoder_free(c->dec);
   rt_sendq_destroy(&c->sendq);
   rt_free(c->head);
@@ -60,7 +61,7 @@ static void leave_everything(rt_conn_t *c) {
   rt_hub_unsubscribe_all(c->srv->hub, &c->peer);
   rt_live_drop_owner(c->srv->live, c);
   if (c->connected_at_ms == 0) return;
-  rt_srv_presence_drop_client(c->srv, c->client_id);
+  rt_srv_presence_drop_client(c->srv, RT_CONN_ID_TEXT(c));
 }
 
 void rt_conn_abort(rt_conn_t *c) {
@@ -70,7 +71,7 @@ void rt_conn_abort(rt_conn_t *c) {
   if (c->connected_at_ms != 0) {
     rt_event_t ev = {.type = RT_EVENT_DISCONNECTED,
                      .client_id = c->peer.id,
-                     .address = c->remote,
+                     .address = RT_CONN_REMOTE(c),
                      .close_code = c->close_code ? c->close_code : 1006,
                      .reason = c->close_reason ? c->close_reason : ""};
     rt_events_emit(c->srv, &ev);
@@ -95,7 +96,7 @@ static int send_frame(rt_conn_t *c, rt_frame_t *f, int force) {
   if (!force && c->sendq.bytes + n > c->srv->cfg.max_queued_bytes) {
     c->srv->totals.slow_consumers_closed++;
     rt_log(RT_LOG_WARN, "client=%llu ip=%s slow consumer: %zu bytes unsent, closing",
-           (unsigned long long)c->peer.id, c->remote, c->sendq.bytes);
+           (unsigned long long)c->peer.id, RT_CONN_REMOTE(c), c->sendq.bytes);
     rt_flush_drop_unsent(c);
     rt_conn_fail(c, RT_CLOSE_POLICY, "Slow consumer: too many unsent bytes");
     goto drop;
@@ -142,7 +143,7 @@ static void close_conn(rt_conn_t *c, uint16_t code, const char *reason, int fail
   c->close_reason = reason;
   leave_everything(c);
   rt_log(RT_LOG_DEBUG, "client=%llu ip=%s closing: %u %s", (unsigned long long)c->peer.id,
-         c->remote, code, reason);
+         RT_CONN_REMOTE(c), code, reason);
   rt_frame_t *f = rt_ws_close_frame_new(code, reason);
   if (f == NULL || send_frame(c, f, 1) != 0) {
     rt_conn_abort(c);
@@ -194,19 +195,33 @@ static void do_subscribe(rt_conn_t *c, const rt_cmd_t *cmd) {
 static void reply_rate_limited(rt_conn_t *c, const rt_cmd_t *cmd, const rt_rate_verdict_t *v) {
   if (v->disconnect) {
     rt_log(RT_LOG_WARN, "client=%llu ip=%s rate limit exceeded repeatedly (%s), closing",
-           (unsigned long long)c->peer.id, c->remote, rt_rate_op_name(v->op));
+           (unsigned long long)c->peer.id, RT_CONN_REMOTE(c), rt_rate_op_name(v->op));
     rt_conn_fail(c, RT_CLOSE_POLICY, "Rate limit exceeded");
     return;
   }
   rt_conn_send(c, rt_proto_error_retry(cmd->has_id, cmd->id, RT_ERATE, NULL, v->retry_after_ms));
 }
 
+int rt_conn_rate_take(rt_conn_t *c, rt_rate_op_t op, rt_rate_verdict_t *out) {
+  rt_server_t *srv = c->srv;
+  int64_t now = (int64_t)uv_now(srv->loop);
+  if (c->rl == NULL) {
+    if (!rt_rate_policy_limited(&srv->rate_policy)) return 0;
+    if ((c->rl = rt_malloc(sizeof(*c->rl))) == NULL) return RT_ENOMEM;
+    rt_ratelimit_init(c->rl, &srv->rate_policy, now);
+  }
+  return rt_ratelimit_take(c->rl, &srv->rate_policy, op, now, out);
+}
+
 /* Charges the command to the client's limits; 0 when it may run (else the reply is sent). */
 static int charge(rt_conn_t *c, const rt_cmd_t *cmd, rt_rate_op_t op) {
   rt_rate_verdict_t v;
-  if (rt_ratelimit_take(&c->rl, &c->srv->rate_policy, op, (int64_t)uv_now(c->srv->loop), &v) == 0)
-    return 0;
-  reply_rate_limited(c, cmd, &v);
+  int r = rt_conn_rate_take(c, op, &v);
+  if (r == 0) return 0;
+  if (r == RT_ERATE)
+    reply_rate_limited(c, cmd, &v);
+  else
+    reply_error(c, cmd, r, "");
   return -1;
 }
 
@@ -248,7 +263,7 @@ static void do_auth(rt_conn_t *c, const rt_cmd_t *cmd) {
   c->expiry_pushed = 0;
   if (c->timer_link.next != &c->timer_link && c->state == CONN_OPEN) rt_link_remove(&c->timer_link);
   rt_log(RT_LOG_DEBUG, "client=%llu ip=%s authenticated as %s", (unsigned long long)c->peer.id,
-         c->remote, id.user_id ? id.user_id : "(no user id)");
+         RT_CONN_REMOTE(c), id.user_id ? id.user_id : "(no user id)");
   rt_conn_send(c, rt_proto_auth_ack(cmd->has_id, cmd->id, id.user_id,
                                     (const char *const *)id.permissions, id.permission_count));
 }
@@ -282,7 +297,7 @@ static void do_presence(rt_conn_t *c, const rt_cmd_t *cmd) {
   if (!permitted(c, cmd, RT_PERM_READ)) return;
   const char *data = cmd->data != NULL ? cmd->data : "null";
   size_t len = cmd->data != NULL ? cmd->data_len : 4;
-  int r = rt_srv_presence_set(c->srv, cmd->channel, cmd->channel_len, c->client_id,
+  int r = rt_srv_presence_set(c->srv, cmd->channel, cmd->channel_len, RT_CONN_ID_TEXT(c),
                               c->ident.user_id, data, len, &err);
   if (r != 0)
     reply_error(c, cmd, r, err.msg);
@@ -368,7 +383,7 @@ static void handle_command(rt_conn_t *c, const char *msg, size_t len) {
     case RT_CMD_UNSUBSCRIBE: /* leaving a channel also leaves its presence */
       if (rt_hub_unsubscribe(srv->hub, &c->peer, cmd.channel, cmd.channel_len) == 0)
         emit_channel_event(c, RT_EVENT_UNSUBSCRIBED, &cmd);
-      rt_srv_presence_leave(srv, cmd.channel, cmd.channel_len, c->client_id);
+      rt_srv_presence_leave(srv, cmd.channel, cmd.channel_len, RT_CONN_ID_TEXT(c));
       rt_conn_send(c, rt_proto_ack(cmd.has_id, cmd.id, -1));
       break;
     case RT_CMD_PUBLISH:
@@ -378,7 +393,7 @@ static void handle_command(rt_conn_t *c, const char *msg, size_t len) {
       do_presence(c, &cmd);
       break;
     case RT_CMD_PRESENCE_LEAVE:
-      rt_srv_presence_leave(srv, cmd.channel, cmd.channel_len, c->client_id);
+      rt_srv_presence_leave(srv, cmd.channel, cmd.channel_len, RT_CONN_ID_TEXT(c));
       rt_conn_send(c, rt_proto_ack(cmd.has_id, cmd.id, -1));
       break;
     case RT_CMD_PRESENCE_GET:
@@ -434,7 +449,7 @@ static void handle_event(rt_conn_t *c, const rt_ws_event_t *ev) {
       break;
     case RT_WS_EV_PONG: /* the keep-alive answer also keeps the client's presence alive */
       c->awaiting_pong = 0;
-      rt_presence_touch_client(c->srv->presence, c->client_id, rt_mono_ms());
+      rt_presence_touch_client(c->srv->presence, RT_CONN_ID_TEXT(c), rt_mono_ms());
       break;
     case RT_WS_EV_CLOSE:
       on_close_frame(c, ev);
@@ -442,7 +457,7 @@ static void handle_event(rt_conn_t *c, const rt_ws_event_t *ev) {
     case RT_WS_EV_ERROR:
       c->srv->totals.protocol_errors++;
       rt_log(RT_LOG_DEBUG, "client=%llu ip=%s protocol error: %s", (unsigned long long)c->peer.id,
-             c->remote, ev->reason);
+             RT_CONN_REMOTE(c), ev->reason);
       if (c->state == CONN_OPEN)
         rt_conn_fail(c, ev->close_code, ev->reason);
       else
@@ -514,14 +529,15 @@ static void upgrade(rt_conn_t *c, const char *resp, size_t len, size_t head_len)
   rt_link_remove(&c->timer_link);
   c->state = CONN_OPEN;
   c->connected_at_ms = rt_wall_ms();
-  rt_ratelimit_init(&c->rl, &srv->rate_policy, (int64_t)uv_now(srv->loop));
   if (srv->cfg.require_auth && !c->authenticated)
     set_deadline(c, &srv->authwait, srv->cfg.auth_timeout_ms);
   srv->open_count++;
   srv->totals.connections_total++;
   send_frame(c, f, 1);
-  rt_log(RT_LOG_DEBUG, "client=%llu ip=%s connected", (unsigned long long)c->peer.id, c->remote);
-  rt_event_t ev = {.type = RT_EVENT_CONNECTED, .client_id = c->peer.id, .address = c->remote,
+  char remote[RT_ADDR_TEXT];
+  rt_conn_remote(c, remote);
+  rt_log(RT_LOG_DEBUG, "client=%llu ip=%s connected", (unsigned long long)c->peer.id, remote);
+  rt_event_t ev = {.type = RT_EVENT_CONNECTED, .client_id = c->peer.id, .address = remote,
                    .user_id = c->ident.user_id};
   rt_events_emit(srv, &ev);
   if (c->state != CONN_OPEN) return; /* a listener closed it */
@@ -545,9 +561,9 @@ static int admit(rt_conn_t *c, const rt_http_request_t *req, char *resp, size_t 
   rt_errbuf_t err;
   err.msg[0] = '\0';
   if (srv->iplimit != NULL) {
-    int r = rt_iplimit_acquire(srv->iplimit, c->ip);
+    int r = rt_iplimit_acquire(srv->iplimit, RT_CONN_IP(c));
     if (r != 0) {
-      rt_log(RT_LOG_INFO, "ip=%s refused: too many connections", c->ip);
+      rt_log(RT_LOG_INFO, "ip=%s refused: too many connections", RT_CONN_IP(c));
       *len = rt_handshake_error(r == RT_ELIMIT ? 429 : 503, "Too many connections from this address",
                                 resp, cap);
       return RT_EFORBIDDEN;
@@ -565,7 +581,7 @@ static int admit(rt_conn_t *c, const rt_http_request_t *req, char *resp, size_t 
     c->authenticated = 1;
     return 0;
   }
-  rt_log(RT_LOG_INFO, "ip=%s refused: %s", c->ip, err.msg);
+  rt_log(RT_LOG_INFO, "ip=%s refused: %s", RT_CONN_IP(c), err.msg);
   *len = rt_handshake_error(r == RT_ENOMEM ? 503 : 401, err.msg, resp, cap);
   return RT_EFORBIDDEN;
 }
@@ -653,7 +669,8 @@ static void handle_http(rt_conn_t *c, const char *data, size_t n) {
       break;
     }
     case RT_HS_REJECT:
-      rt_log(RT_LOG_DEBUG, "ip=%s handshake refused: %d %s", c->remote, info.status, info.reason);
+      rt_log(RT_LOG_DEBUG, "ip=%s handshake refused: %d %s", RT_CONN_REMOTE(c), info.status,
+             info.reason);
       break;
   }
   respond_and_close(c, resp, len);
@@ -685,24 +702,33 @@ static int conn_push(rt_peer_t *peer, rt_frame_t *frame) {
   return rt_conn_send(c, rt_frame_ref(frame)) == 0 ? 0 : 1;
 }
 
-static void remote_name(rt_conn_t *c) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  char ip[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-      uv_ip6_name(a, ip, sizeof(ip));
-      port = ntohs(a->sin6_port);
-    } else {
-      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-      uv_ip4_name(a, ip, sizeof(ip));
-      port = ntohs(a->sin_port);
-    }
-  }
-  snprintf(c->remote, sizeof(c->remote), "%s:%d", ip, port);
-  snprintf(c->ip, sizeof(c->ip), "%s", ip);
+static void remember_peer(rt_conn_t *c) {
+  int len = sizeof(c->addr);
+  if (uv_tcp_getpeername(&c->tcp, &c->addr.sa, &len) != 0) memset(&c->addr, 0, sizeof(c->addr));
+}
+
+const char *rt_conn_ip(const rt_conn_t *c, char buf[RT_IP_TEXT]) {
+  int r = -1;
+  if (c->addr.sa.sa_family == AF_INET6)
+    r = uv_ip6_name(&c->addr.in6, buf, RT_IP_TEXT);
+  else if (c->addr.sa.sa_family == AF_INET)
+    r = uv_ip4_name(&c->addr.in4, buf, RT_IP_TEXT);
+  if (r != 0) snprintf(buf, RT_IP_TEXT, "?");
+  return buf;
+}
+
+const char *rt_conn_remote(const rt_conn_t *c, char buf[RT_ADDR_TEXT]) {
+  char ip[RT_IP_TEXT];
+  int port = c->addr.sa.sa_family == AF_INET6  ? ntohs(c->addr.in6.sin6_port)
+             : c->addr.sa.sa_family == AF_INET ? ntohs(c->addr.in4.sin_port)
+                                               : 0;
+  snprintf(buf, RT_ADDR_TEXT, "%s:%d", rt_conn_ip(c, ip), port);
+  return buf;
+}
+
+const char *rt_conn_client_id(const rt_conn_t *c, char buf[RT_ID_TEXT]) {
+  snprintf(buf, RT_ID_TEXT, "%llu", (unsigned long long)c->peer.id);
+  return buf;
 }
 
 void rt_conn_on_accept(uv_stream_t *listener, int status) {
@@ -720,7 +746,6 @@ void rt_conn_on_accept(uv_stream_t *listener, int status) {
   rt_link_init(&c->pending_link);
   rt_sendq_init(&c->sendq);
   rt_peer_init(&c->peer, &conn_peer_ops, ++srv->next_client_id);
-  snprintf(c->client_id, sizeof(c->client_id), "%llu", (unsigned long long)c->peer.id);
   uv_tcp_init(srv->loop, &c->tcp);
   c->state = CONN_HTTP;
   rt_link_push_back(&srv->conns, &c->all_link);
@@ -729,7 +754,7 @@ void rt_conn_on_accept(uv_stream_t *listener, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  remote_name(c);
+  remember_peer(c);
   set_deadline(c, &srv->handshaking, srv->cfg.handshake_timeout_ms);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
@@ -740,7 +765,7 @@ static void expire(rt_link_t *list, uint64_t now, const char *what) {
     rt_conn_t *c = RT_CONTAINER_OF(list->next, rt_conn_t, timer_link);
     if (c->deadline_ms > now) break;
     rt_log(RT_LOG_DEBUG, "client=%llu ip=%s %s timeout", (unsigned long long)c->peer.id,
-           c->remote, what);
+           RT_CONN_REMOTE(c), what);
     rt_conn_abort(c);
   }
 }

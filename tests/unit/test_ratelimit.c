@@ -260,6 +260,21 @@ static void test_unlimited(void **state) {
   assert_int_equal(rt_ratelimit_take(&rl, &p, (rt_rate_op_t)-1, 0, NULL), RT_EINVAL);
 }
 
+/* The server allocates no per-client limiter for a policy that limits nothing. */
+static void test_policy_limited(void **state) {
+  (void)state;
+  rt_rate_policy_t p;
+  memset(&p, 0, sizeof(p));
+  p.rules[RT_RATE_PUBLISH] = (rt_rate_rule_t){0, 1000}; /* a limit of 0: unlimited */
+  p.rules[RT_RATE_SUBSCRIBE] = (rt_rate_rule_t){5, 0};  /* a window of 0: unlimited */
+  p.disconnect_after = 1;
+  assert_int_equal(rt_rate_policy_limited(&p), 0);
+  p.rules[RT_RATE_QUERY] = (rt_rate_rule_t){1, 1};
+  assert_int_equal(rt_rate_policy_limited(&p), 1);
+  rt_rate_policy_t one = policy_one(RT_RATE_MESSAGE, 10, 60000, 0);
+  assert_int_equal(rt_rate_policy_limited(&one), 1);
+}
+
 static void test_window_1ms(void **state) {
   (void)state;
   rt_rate_policy_t p = policy_one(RT_RATE_MESSAGE, 1, 1, 0);
@@ -619,6 +634,7 @@ int main(void) {
       cmocka_unit_test(test_refusal_charges_nothing),
       cmocka_unit_test(test_both_refuse_longest_wait),
       cmocka_unit_test(test_unlimited),
+      cmocka_unit_test(test_policy_limited),
       cmocka_unit_test(test_window_1ms),
       cmocka_unit_test(test_window_1day),
       cmocka_unit_test(test_extreme_values),

@@ -340,6 +340,73 @@ static void test_client_tracking_over_a_real_socket(void **state) {
 }
 
 /*
+ * A client's rate limiter is allocated at its first command, and only when
+ * the policy limits something. The client's publish to "ctl" is its first
+ * command; the callback then charges it through the API: unlimited on a
+ * server without limits, the configured subscribe limit (1) otherwise.
+ */
+typedef struct {
+  rt_server_t *srv;
+  int limited;  /* the server has rateLimit.subscribe = 1 */
+  int checked;
+} limit_check_t;
+
+static void check_limits(const char *channel, const char *data, size_t len,
+                         const rt_msg_meta_t *meta, void *ud) {
+  limit_check_t *lc = ud;
+  uint64_t id = meta->publisher_id;
+  assert_int_equal(rt_server_enforce_rate_limit(lc->srv, id, "subscribe"), 0);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(rt_server_enforce_rate_limit(lc->srv, id, "subscribe"),
+                     lc->limited ? RT_ERATE : 0);
+  assert_int_equal(rt_server_enforce_rate_limit(lc->srv, id, "bogus"), RT_EINVAL);
+  lc->checked = 1;
+  rt_server_stop(lc->srv);
+}
+
+typedef struct {
+  int port;
+  char reply[128];
+} publish_run_t;
+
+static void *publish_client(void *arg) {
+  publish_run_t *pr = arg;
+  int fd = ws_connect(pr->port);
+  if (fd < 0) return NULL;
+  ws_send(fd, "{\"type\":\"publish\",\"channel\":\"ctl\",\"data\":1,\"id\":1}");
+  ws_recv(fd, pr->reply, sizeof(pr->reply));
+  char payload[128];
+  ws_recv(fd, payload, sizeof(payload)); /* the close frame */
+  close(fd);
+  return NULL;
+}
+
+static void run_limit_check(int limited) {
+  rt_config_t cfg;
+  rt_config_init(&cfg);
+  cfg.host = "127.0.0.1";
+  cfg.port = 0;
+  if (limited) cfg.rate_limit.subscribe = 1;
+  limit_check_t lc = {.limited = limited};
+  assert_int_equal(rt_server_new(&cfg, &lc.srv), 0);
+  rt_subscription_t *s;
+  assert_int_equal(rt_server_subscribe(lc.srv, "ctl", check_limits, &lc, &s), 0);
+  assert_int_equal(rt_server_start(lc.srv), 0);
+  publish_run_t pr = {.port = rt_server_port(lc.srv)};
+  pthread_t t;
+  pthread_create(&t, NULL, publish_client, &pr);
+  assert_int_equal(rt_server_run(lc.srv), 0);
+  pthread_join(t, NULL);
+  assert_true(lc.checked);
+  rt_server_free(lc.srv);
+}
+
+static void test_rate_limiter_is_lazy(void **state) {
+  run_limit_check(0);
+  run_limit_check(1);
+}
+
+/*
  * 1 subscribe + 50 publishes sent in one TCP write make 101 reply frames
  * (ack, then message + ack per publish). Flush-before-sleep must send them
  * in a handful of writev calls, not one per frame.
@@ -407,6 +474,7 @@ int main(void) {
       cmocka_unit_test(test_start_reports_address_errors),
       cmocka_unit_test(test_client_tracking_over_a_real_socket),
       cmocka_unit_test(test_replies_are_batched_into_few_writes),
+      cmocka_unit_test(test_rate_limiter_is_lazy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
