@@ -72,7 +72,7 @@ struct rt_conn_s {
   rt_link_t timer_link;    /* in srv->handshaking or srv->closing (FIFO by deadline) */
   uint64_t deadline_ms;    /* uv_now() deadline for the list timer_link is in */
   rt_link_t pending_link;  /* in srv->pending while frames wait for a flush */
-  unsigned writing : 1;    /* a uv_write is in flight */
+  unsigned writing : 1;    /* a uv_write is in flight (its request is allocated, freed in its cb) */
   unsigned awaiting_pong : 1;  /* pinged, no pong yet */
   unsigned close_after_flush : 1; /* uv_close once the sendq drains */
   unsigned close_received : 1;    /* the peer's close frame arrived */
@@ -81,9 +81,8 @@ struct rt_conn_s {
   size_t head_len;         /* bytes in head */
   rt_ws_decoder_t *dec;    /* frame decoder (CONN_OPEN/CLOSING) */
   rt_sendq_t sendq;        /* frames queued to this client */
-  uv_write_t wreq;         /* the one write request (writing == 1) */
-  size_t inflight_bytes;   /* bytes handed to wreq */
-  size_t inflight_frames;  /* frames (from the sendq head) covered by wreq */
+  size_t inflight_bytes;   /* bytes handed to the uv_write in flight (flush.c allocates it) */
+  size_t inflight_frames;  /* frames (from the sendq head) covered by that uv_write */
   int64_t connected_at_ms; /* wall clock at upgrade */
   uint64_t messages_in;    /* text messages received */
   uint64_t messages_out;   /* message/ack/error frames queued */

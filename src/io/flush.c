@@ -7,11 +7,14 @@
  * iteration, just before the loop blocks in poll) then walks that list. Per
  * connection it gathers up to FLUSH_MAX_IOV queued frames into one iovec
  * and tries a non-blocking writev; what the kernel does not take goes out with
- * the connection's single embedded uv_write. So a burst of N publishes costs
+ * the connection's single uv_write, whose request is allocated for it and
+ * freed in its callback: only a connection with a full socket holds one (192
+ * bytes that an idle connection does not carry). So a burst of N publishes costs
  * one system call per subscriber, not N (Redis's beforeSleep, uSockets' cork).
  */
 #include <sys/socket.h>
 
+#include "alloc.h"
 #include "log.h"
 #include "server_internal.h"
 
@@ -65,6 +68,7 @@ static void flush_conn(rt_conn_t *c);
 
 static void on_write(uv_write_t *req, int status) {
   rt_conn_t *c = req->data;
+  rt_free(req);
   c->writing = 0;
   if (c->state == CONN_CLOSED) return;
   if (status < 0) {
@@ -109,8 +113,14 @@ static void flush_conn(rt_conn_t *c) {
     }
     c->inflight_bytes = bytes;
     c->inflight_frames = n;
-    c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
+    uv_write_t *req = rt_malloc(sizeof(*req));
+    if (req == NULL) {
+      rt_conn_abort(c);
+      return;
+    }
+    req->data = c;
+    if (uv_write(req, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
+      rt_free(req);
       rt_conn_abort(c);
       return;
     }
