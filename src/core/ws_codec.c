@@ -38,12 +38,12 @@ struct rt_ws_decoder_s {
   size_t max_message_size; /* bound on a whole message, checked against declared lengths */
   frame_state_t f;         /* current frame */
   msg_state_t m;           /* current message */
-  uint8_t *buf;            /* message bytes when they cannot be served from the input */
+  uint8_t *buf;            /* message bytes when they cannot be served from the input,
+                              then a split control payload (buf + m.len) */
   size_t cap;              /* allocated size of buf */
   int release;             /* the last event pointed into buf: empty it on the next feed */
   uint16_t err_code;       /* nonzero once failed: the close code to report again */
   const char *err_reason;  /* static text that goes with err_code */
-  uint8_t ctl[MAX_CONTROL]; /* a control frame's payload split across feeds */
 };
 
 static const uint8_t empty_payload[1];
@@ -118,11 +118,7 @@ void rt_ws_decoder_free(rt_ws_decoder_t *d) {
   rt_free(d);
 }
 
-size_t rt_ws_decoder_buffered(const rt_ws_decoder_t *d) {
-  size_t n = d->cap + d->f.hdr_len;
-  if (d->f.stage == STAGE_PAYLOAD && is_control(d->f.opcode)) n += (size_t)d->f.got;
-  return n;
-}
+size_t rt_ws_decoder_buffered(const rt_ws_decoder_t *d) { return d->cap + d->f.hdr_len; }
 
 /*
  * Copies header bytes until hdr holds `upto` of them. Returns 1 when it does.
@@ -272,12 +268,18 @@ static void finish_control(rt_ws_decoder_t *d, const uint8_t *p, size_t n, rt_ws
     set_event(ev, d->f.opcode == RT_WS_OP_PING ? RT_WS_EV_PING : RT_WS_EV_PONG, p, n);
 }
 
+static int reserve(rt_ws_decoder_t *d, size_t need, size_t limit);
+
 /*
  * Control payloads are at most 125 bytes: served from the input when whole,
- * otherwise gathered in the decoder's fixed ctl array. Never allocates.
+ * otherwise gathered in buf right after the open message's bytes (room for
+ * the whole payload is reserved when its first byte arrives, so only that
+ * step allocates). A decoder carries no control buffer of its own: a split
+ * control frame is rare, and every idle connection would pay for one.
+ * Returns 0 or RT_ENOMEM.
  */
-static void read_control(rt_ws_decoder_t *d, uint8_t *in, size_t len, size_t *pos,
-                         rt_ws_event_t *ev) {
+static int read_control(rt_ws_decoder_t *d, uint8_t *in, size_t len, size_t *pos,
+                        rt_ws_event_t *ev) {
   frame_state_t *f = &d->f;
   size_t avail = len - *pos;
   size_t left = (size_t)(f->len - f->got);
@@ -286,13 +288,17 @@ static void read_control(rt_ws_decoder_t *d, uint8_t *in, size_t len, size_t *po
     unmask(p, p, left, f->key, 0);
     *pos += left;
     finish_control(d, p, left, ev);
-    return;
+    return 0;
   }
+  size_t end = d->m.len + (size_t)f->len;
+  if (reserve(d, end, end) != 0) return RT_ENOMEM;
+  uint8_t *ctl = d->buf + d->m.len;
   size_t n = avail < left ? avail : left;
-  unmask(d->ctl + f->got, in + *pos, n, f->key, (size_t)f->got);
+  unmask(ctl + f->got, in + *pos, n, f->key, (size_t)f->got);
   f->got += n;
   *pos += n;
-  if (f->got == f->len) finish_control(d, d->ctl, (size_t)f->len, ev);
+  if (f->got == f->len) finish_control(d, ctl, (size_t)f->len, ev);
+  return 0;
 }
 
 /* Delivers a finished data message, or fails it if its text ends mid code point (8.1). */
@@ -366,10 +372,7 @@ static int buffer_data(rt_ws_decoder_t *d, const uint8_t *in, size_t len, size_t
 static int read_payload(rt_ws_decoder_t *d, uint8_t *in, size_t len, size_t *pos,
                         rt_ws_event_t *ev) {
   frame_state_t *f = &d->f;
-  if (is_control(f->opcode)) {
-    read_control(d, in, len, pos, ev);
-    return 0;
-  }
+  if (is_control(f->opcode)) return read_control(d, in, len, pos, ev);
   size_t avail = len - *pos;
   if (f->got == 0 && f->fin && f->opcode != RT_WS_OP_CONT && avail >= f->len) {
     uint8_t *p = in + *pos;
@@ -398,8 +401,9 @@ static void release_message(rt_ws_decoder_t *d) {
 
 /*
  * Runs the frame state machine until one event completes or the input is
- * used up. The only allocation is in buffer_data, and input bytes are only
- * modified by the step that completes an event (which allocates nothing), so
+ * used up. The only allocations are reserve() calls (buffer_data,
+ * read_control), and input bytes are only modified by the step that
+ * completes an event (which allocates nothing), so
  * on OOM restoring the two small state structs undoes the whole call: the
  * caller sees nothing consumed and may retry with the same bytes. An ERROR
  * consumes all input: nothing after a protocol error means anything.

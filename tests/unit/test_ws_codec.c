@@ -874,6 +874,48 @@ static void test_zero_copy_whole_frame(void **state) {
   bytes_free(&b);
 }
 
+/*
+ * A control payload split across feeds is gathered in the message buffer
+ * behind an open message's bytes (the decoder has no control buffer of its
+ * own); an allocation failure there consumes nothing and a retry succeeds.
+ */
+static void test_split_control_is_gathered_behind_the_message(void **state) {
+  (void)state;
+  uint8_t ping[100];
+  for (size_t i = 0; i < sizeof(ping); i++) ping[i] = (uint8_t)('a' + i % 26);
+  bytes_t b = {0};
+  put_frame(&b, TEXT, "abc", 3);
+  size_t ping_at = b.len;
+  put_frame(&b, FIN | PING, ping, sizeof(ping));
+  size_t cont_at = b.len;
+  put_frame(&b, FIN | CONT, "def", 3);
+  rt_ws_decoder_t *d = rt_ws_decoder_new(MIB);
+  assert_non_null(d);
+  size_t used;
+  rt_ws_event_t ev;
+  size_t split = ping_at + 6 + 50; /* header (2 + 4 mask bytes) and half the payload */
+  assert_int_equal(rt_ws_decoder_feed(d, b.p, ping_at, &used, &ev), 0);
+  assert_int_equal(ev.type, RT_WS_EV_NONE);
+  rt_alloc_fail_after(0);
+  assert_int_equal(rt_ws_decoder_feed(d, b.p + ping_at, split - ping_at, &used, &ev), RT_ENOMEM);
+  assert_int_equal(used, 0);
+  rt_alloc_fail_after(-1);
+  assert_int_equal(rt_ws_decoder_feed(d, b.p + ping_at, split - ping_at, &used, &ev), 0);
+  assert_int_equal(ev.type, RT_WS_EV_NONE);
+  assert_int_equal(used, split - ping_at);
+  assert_true(rt_ws_decoder_buffered(d) >= 3 + sizeof(ping));
+  assert_int_equal(rt_ws_decoder_feed(d, b.p + split, cont_at - split, &used, &ev), 0);
+  assert_int_equal(ev.type, RT_WS_EV_PING);
+  assert_int_equal(ev.len, sizeof(ping));
+  assert_memory_equal(ev.payload, ping, sizeof(ping));
+  assert_int_equal(rt_ws_decoder_feed(d, b.p + cont_at, b.len - cont_at, &used, &ev), 0);
+  assert_int_equal(ev.type, RT_WS_EV_TEXT);
+  assert_int_equal(ev.len, 6);
+  assert_memory_equal(ev.payload, "abcdef", 6);
+  rt_ws_decoder_free(d);
+  bytes_free(&b);
+}
+
 /* A header split across feeds does not force a copy when the payload then arrives whole. */
 static void test_zero_copy_after_split_header(void **state) {
   (void)state;
@@ -1093,6 +1135,7 @@ int main(void) {
       cmocka_unit_test(test_reserved_bits_rejected),
       cmocka_unit_test(test_reserved_opcodes_rejected),
       cmocka_unit_test(test_control_frames),
+      cmocka_unit_test(test_split_control_is_gathered_behind_the_message),
       cmocka_unit_test(test_fragmented_control_rejected),
       cmocka_unit_test(test_long_control_rejected),
       cmocka_unit_test(test_fragmented_text),
