@@ -58,7 +58,9 @@ void rt_sendq_destroy(rt_sendq_t *q) {
 }
 
 static int grow(rt_sendq_t *q) {
-  size_t ncap = q->cap ? q->cap * 2 : 8;
+  /* Two slots first (the smallest malloc chunk): an idle client's queue holds
+   * at most its handshake reply and an ack; a busy one doubles to its need once. */
+  size_t ncap = q->cap ? q->cap * 2 : 2;
   rt_frame_t **nr = rt_malloc(ncap * sizeof(*nr));
   if (nr == NULL) return RT_ENOMEM;
   for (size_t i = 0; i < q->count; i++) nr[i] = rt_sendq_at(q, i);
