@@ -26,17 +26,23 @@
 #include "proto.h"
 
 #define TABLE_MIN_CAP 16 /* power of two; the table keeps at most half its slots used */
-#define SUBS_MIN_CAP 4   /* first subscriber array of a channel */
+#define SUBS_MIN_CAP 4   /* first allocated subscriber array (after the inline slot) */
 
 /* Message rate: a minute in 12 buckets of 5 s, so the rate costs 56 bytes a channel. */
 #define RATE_BUCKETS 12
 #define RATE_BUCKET_MS 5000
 
+/*
+ * A channel is one allocation while it has one subscriber (most channels of
+ * a chat or per-user server): its name follows the struct, and its first
+ * subscriber slot is inline (`first`); the array moves to the heap when a
+ * second subscriber arrives. Fan-out reads subs[] the same way either way.
+ */
 typedef struct channel_s {
-  char *name;               /* NUL-terminated copy of the channel name */
   size_t len;               /* strlen(name) */
   uint64_t hash;            /* rt_hash_bytes(hub->seed, name, len), kept for probing and growth */
-  rt_sub_t **subs;          /* dense array of subscriptions; NULL holes only during fan-out */
+  rt_sub_t **subs;          /* dense array of subscriptions (&first while cap is 1); NULL holes
+                               only during fan-out */
   size_t nslots;            /* slots in use in subs, holes included */
   size_t cap;               /* slots allocated in subs */
   size_t live;              /* non-NULL slots: the subscriber count */
@@ -51,6 +57,8 @@ typedef struct channel_s {
   int64_t last_activity;    /* clock at the last subscribe, unsubscribe or publish */
   uint32_t rate[RATE_BUCKETS]; /* publishes per RATE_BUCKET_MS bucket, ring over the last minute */
   int64_t rate_bucket;      /* absolute index (clock / RATE_BUCKET_MS) of the newest bucket */
+  rt_sub_t *first;          /* the one-slot array subs points at until a second subscriber */
+  char name[];              /* NUL-terminated channel name, allocated with the struct */
 } channel_t;
 
 struct rt_sub_s {
@@ -142,19 +150,13 @@ static void unlink_channel(rt_hub_t *hub, channel_t *c) {
 /* -------------------------------------------------------------- channels */
 
 static channel_t *channel_new(const char *name, size_t len, uint64_t h, int64_t now) {
-  channel_t *c = rt_calloc(1, sizeof(*c));
+  channel_t *c = rt_calloc(1, sizeof(*c) + len + 1);
   if (c == NULL) return NULL;
-  c->name = rt_strndup(name, len);
-  c->subs = rt_malloc(SUBS_MIN_CAP * sizeof(*c->subs));
-  if (c->name == NULL || c->subs == NULL) {
-    rt_free(c->name);
-    rt_free(c->subs);
-    rt_free(c);
-    return NULL;
-  }
+  memcpy(c->name, name, len);
   c->len = len;
   c->hash = h;
-  c->cap = SUBS_MIN_CAP;
+  c->subs = &c->first;
+  c->cap = 1;
   c->created_at = now;
   c->last_activity = now;
   c->rate_bucket = now / RATE_BUCKET_MS;
@@ -162,8 +164,7 @@ static channel_t *channel_new(const char *name, size_t len, uint64_t h, int64_t 
 }
 
 static void channel_free(channel_t *c) {
-  rt_free(c->subs);
-  rt_free(c->name);
+  if (c->subs != &c->first) rt_free(c->subs);
   rt_free(c);
 }
 
@@ -192,11 +193,21 @@ static void drop_channel(rt_hub_t *hub, channel_t *c) {
     channel_free(c);
 }
 
-/* Room for one more slot; realloc keeps the old array valid on failure. */
+/*
+ * Room for one more slot: the inline slot moves to a heap array of
+ * SUBS_MIN_CAP, which then doubles. On failure the old array stays valid.
+ */
 static int reserve_slot(channel_t *c) {
   if (c->nslots < c->cap) return 0;
-  size_t ncap = c->cap * 2;
-  rt_sub_t **ns = rt_realloc(c->subs, ncap * sizeof(*ns));
+  rt_sub_t **ns;
+  size_t ncap;
+  if (c->subs == &c->first) {
+    ncap = SUBS_MIN_CAP;
+    if ((ns = rt_malloc(ncap * sizeof(*ns))) != NULL) memcpy(ns, c->subs, c->nslots * sizeof(*ns));
+  } else {
+    ncap = c->cap * 2;
+    ns = rt_realloc(c->subs, ncap * sizeof(*ns));
+  }
   if (ns == NULL) return RT_ENOMEM;
   c->subs = ns;
   c->cap = ncap;

@@ -632,6 +632,36 @@ static void test_reenter_subscribe_grows_array(void **state) {
   free(extra);
 }
 
+/*
+ * A channel's only subscriber lives in the channel's inline slot; a second
+ * one subscribed from inside its deliver() moves the array to the heap under
+ * the running fan-out. Leaving again and rejoining keeps working.
+ */
+static void test_reenter_subscribe_moves_inline_slot(void **state) {
+  fake_peer_t p[2], *target = &p[1];
+  fakes_init(p, 2);
+  assert_int_equal(sub(&p[0], "solo"), 0);
+  assert_int_equal(pub("solo", "1", 0), 1);
+  p[0].action = act_sub_targets;
+  p[0].targets = &target;
+  p[0].ntargets = 1;
+  assert_int_equal(pub("solo", "2", 0), 1);
+  assert_int_equal(p[0].result, 0);
+  assert_int_equal(p[1].received, 0);
+  p[0].action = NULL;
+  assert_int_equal(pub("solo", "3", 0), 2);
+  assert_string_equal(p[1].data[0], "3");
+  assert_int_equal(rt_hub_unsubscribe(hub, &p[0].peer, "solo", 4), 0);
+  assert_int_equal(pub("solo", "4", 0), 1);
+  assert_int_equal(sub(&p[0], "solo"), 0);
+  assert_int_equal(pub("solo", "5", 0), 2);
+  assert_int_equal(p[0].received, 4); /* not "4": it had left */
+  assert_int_equal(p[1].received, 3);
+  fakes_release(p, 2);
+  for (int i = 0; i < 2; i++) rt_hub_unsubscribe_all(hub, &p[i].peer);
+  assert_int_equal(rt_hub_channel_count(hub), 0);
+}
+
 /* Nested publishes to the same channel: each is a full fan-out, depth first. */
 static void test_reenter_publish_same_channel(void **state) {
   fake_peer_t p[2];
@@ -1006,16 +1036,19 @@ static long subscribe_under_oom(fake_peer_t *fp, const char *ch) {
 static void test_oom_subscribe(void **state) {
   fake_peer_t p[12];
   fakes_init(p, 12);
-  assert_int_equal(subscribe_under_oom(&p[0], "fresh"), 4);
-  for (int i = 1; i < 4; i++) assert_int_equal(subscribe_under_oom(&p[i], "fresh"), 1);
+  /* sub, then the channel (one allocation: name and first slot inline) */
+  assert_int_equal(subscribe_under_oom(&p[0], "fresh"), 2);
+  /* the second subscriber moves the inline slot to a heap array of 4 */
+  assert_int_equal(subscribe_under_oom(&p[1], "fresh"), 2);
+  for (int i = 2; i < 4; i++) assert_int_equal(subscribe_under_oom(&p[i], "fresh"), 1);
   assert_int_equal(subscribe_under_oom(&p[4], "fresh"), 2);
   char name[16];
   for (int i = 0; rt_hub_channel_count(hub) < 8; i++) {
     snprintf(name, sizeof(name), "fill%d", i);
     assert_int_equal(sub(&p[5], name), 0);
   }
-  /* sub, table growth, channel, name, array: the growth kept from attempt 2 is not redone. */
-  assert_int_equal(subscribe_under_oom(&p[6], "grows-table"), 4);
+  /* sub, table growth, channel: the growth kept from attempt 2 is not redone. */
+  assert_int_equal(subscribe_under_oom(&p[6], "grows-table"), 3);
   assert_int_equal(pub("fresh", "1", 0), 5);
   for (int i = 0; i < 12; i++) {
     fake_release(&p[i]);
@@ -1184,6 +1217,7 @@ int main(void) {
       T(test_reenter_unsubscribe_earlier_peer),
       T(test_reenter_subscribe_new_peer),
       T(test_reenter_subscribe_grows_array),
+      T(test_reenter_subscribe_moves_inline_slot),
       T(test_reenter_publish_same_channel),
       T(test_reenter_publish_other_channel),
       T(test_reenter_all_leave),
