@@ -90,15 +90,20 @@ void rt_conn_abort(rt_conn_t *c) {
  * frame itself): what it has not started receiving is dropped, so one stuck
  * reader costs at most the cap, and everyone else carries on.
  */
+/* Out of line: its address text buffer stays off the per-delivery path's stack frame. */
+static __attribute__((noinline, cold)) void cut_slow_consumer(rt_conn_t *c) {
+  c->srv->totals.slow_consumers_closed++;
+  rt_log(RT_LOG_WARN, "client=%llu ip=%s slow consumer: %zu bytes unsent, closing",
+         (unsigned long long)c->peer.id, RT_CONN_REMOTE(c), c->sendq.bytes);
+  rt_flush_drop_unsent(c);
+  rt_conn_fail(c, RT_CLOSE_POLICY, "Slow consumer: too many unsent bytes");
+}
+
 static int send_frame(rt_conn_t *c, rt_frame_t *f, int force) {
   size_t n = rt_frame_wire_len(f);
   if (c->state == CONN_CLOSED || (!force && c->state != CONN_OPEN)) goto drop;
   if (!force && c->sendq.bytes + n > c->srv->cfg.max_queued_bytes) {
-    c->srv->totals.slow_consumers_closed++;
-    rt_log(RT_LOG_WARN, "client=%llu ip=%s slow consumer: %zu bytes unsent, closing",
-           (unsigned long long)c->peer.id, RT_CONN_REMOTE(c), c->sendq.bytes);
-    rt_flush_drop_unsent(c);
-    rt_conn_fail(c, RT_CLOSE_POLICY, "Slow consumer: too many unsent bytes");
+    cut_slow_consumer(c);
     goto drop;
   }
   if (rt_sendq_push(&c->sendq, f) != 0) {
