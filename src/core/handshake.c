@@ -1,9 +1,9 @@
 #include "handshake.h"
 
 #include "credentials.h"
+#include "sha1.h"
 
 #include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -127,15 +127,15 @@ size_t rt_handshake_health(const char *body, char *out, size_t cap) {
  */
 void rt_handshake_accept_key(const char *key, size_t key_len, char out[29]) {
   unsigned char input[ACCEPT_KEY_MAX + sizeof(WS_GUID) - 1];
-  unsigned char digest[SHA_DIGEST_LENGTH];
+  unsigned char digest[RT_SHA1_LEN];
   if (key_len > ACCEPT_KEY_MAX) {
     out[0] = '\0';
     return;
   }
   memcpy(input, key, key_len);
   memcpy(input + key_len, WS_GUID, sizeof(WS_GUID) - 1);
-  SHA1(input, key_len + sizeof(WS_GUID) - 1, digest);
-  EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
+  rt_sha1(input, key_len + sizeof(WS_GUID) - 1, digest);
+  EVP_EncodeBlock((unsigned char *)out, digest, RT_SHA1_LEN);
 }
 
 static int is_b64_char(unsigned char c) {
