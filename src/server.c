@@ -479,11 +479,13 @@ int rt_srv_stats_json(rt_server_t *srv, rt_strbuf_t *out) {
                "],\"totals\":{\"connectionsTotal\":%llu,\"messagesPublished\":%llu,"
                "\"messagesDelivered\":%llu,\"slowConsumersClosed\":%llu,\"protocolErrors\":%llu,"
                "\"presenceEntries\":%zu,\"liveQueries\":{\"instances\":%zu,"
-               "\"subscriptions\":%zu,\"evaluations\":%llu}}}",
+               "\"subscriptions\":%zu,\"evaluations\":%llu},\"socketWrites\":%llu,"
+               "\"framesWritten\":%llu}}",
                (unsigned long long)t.connections_total, (unsigned long long)t.messages_published,
                (unsigned long long)t.messages_delivered, (unsigned long long)t.slow_consumers_closed,
                (unsigned long long)t.protocol_errors, rt_presence_total(srv->presence), li, ls,
-               (unsigned long long)le);
+               (unsigned long long)le, (unsigned long long)t.socket_writes,
+               (unsigned long long)t.frames_written);
   if (r == 0) r = rt_strbuf_append(out, buf, (size_t)k);
   return r;
 }

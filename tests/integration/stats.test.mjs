@@ -41,8 +41,8 @@ after(async () => {
 const TOP_KEYS = ['channels', 'connections', 'totals', 'uptimeMs'];
 const CHANNEL_KEYS = ['bytesDelivered', 'bytesPublished', 'createdAt', 'lastActivity', 'messageRate',
   'messagesDelivered', 'messagesPublished', 'name', 'presence', 'subscribers'];
-const TOTAL_KEYS = ['connectionsTotal', 'liveQueries', 'messagesDelivered', 'messagesPublished',
-  'presenceEntries', 'protocolErrors', 'slowConsumersClosed'];
+const TOTAL_KEYS = ['connectionsTotal', 'framesWritten', 'liveQueries', 'messagesDelivered',
+  'messagesPublished', 'presenceEntries', 'protocolErrors', 'slowConsumersClosed', 'socketWrites'];
 /* Live queries are not configured in these servers; livequery.test.mjs checks these counts. */
 const NO_LIVE = { instances: 0, subscriptions: 0, evaluations: 0 };
 
@@ -63,7 +63,9 @@ async function stats(srv, path = '/stats', headers = {}) {
   assert.equal(res.status, 200, `GET ${path}: ${res.status} ${res.text}`);
   assert.match(res.contentType, /^application\/json\b/, 'Content-Type');
   const body = JSON.parse(res.text);
-  assert.deepEqual(Object.keys(body).sort(), TOP_KEYS, `top-level keys of ${res.text}`);
+  /* The write path's counters move with every response (this one's included): checked apart. */
+  body.writes = { socketWrites: body.totals?.socketWrites, framesWritten: body.totals?.framesWritten };
+  assert.deepEqual(Object.keys(body).filter((k) => k !== 'writes').sort(), TOP_KEYS, `top-level keys of ${res.text}`);
   const count = (v, what) => assert.ok(Number.isInteger(v) && v >= 0, `${what}: ${v} is a count`);
   count(body.uptimeMs, 'uptimeMs');
   count(body.connections, 'connections');
@@ -82,6 +84,8 @@ async function stats(srv, path = '/stats', headers = {}) {
   for (const k of TOTAL_KEYS) if (k !== 'liveQueries') count(body.totals[k], `totals.${k}`);
   assert.deepEqual(Object.keys(body.totals.liveQueries).sort(), ['evaluations', 'instances', 'subscriptions']);
   for (const [k, v] of Object.entries(body.totals.liveQueries)) count(v, `totals.liveQueries.${k}`);
+  delete body.totals.socketWrites;
+  delete body.totals.framesWritten;
   return { ...body, byName };
 }
 
@@ -136,7 +140,9 @@ describe('GET /stats (requireAuth off)', () => {
   });
 
   it('counts after activity are exact', T, async () => {
-    const base = (await stats(open)).totals;
+    const baseBody = await stats(open);
+    const base = baseBody.totals;
+    const baseWrites = baseBody.writes;
     const tStart = Date.now();
     const [s1, s2, s3, s4, pub, p1, p2] = await Promise.all(Array.from({ length: 7 }, () => connect(open.url)));
     // Presence first, while lobby has no subscriber: no push is sent, so the
@@ -161,6 +167,11 @@ describe('GET /stats (requireAuth off)', () => {
 
     const body = await stats(open);
     assert.equal(body.connections, 7);
+    // 10 deliveries plus acks and presence replies went out, several frames per call at most.
+    const frames = body.writes.framesWritten - baseWrites.framesWritten;
+    const calls = body.writes.socketWrites - baseWrites.socketWrites;
+    assert.ok(frames >= 10 + 6 + 6, `framesWritten grew by ${frames}`);
+    assert.ok(calls >= 1 && calls <= frames + 1, `socketWrites grew by ${calls} for ${frames} frames`);
     assert.deepEqual([...body.byName.keys()].sort(), ['lobby', 'news', 'sports']);
     const newsBytes = news.reduce((a, d) => a + size(d), 0);
     const sportsBytes = sports.reduce((a, d) => a + size(d), 0);
