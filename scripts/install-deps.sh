@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libuv1-dev libjansson-dev libssl-dev libcmocka-dev
-      clang libclang-rt-14-dev llvm libsqlite3-dev sqlite3)
+      clang libclang-rt-14-dev llvm libsqlite3-dev sqlite3 liburing-dev)
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 

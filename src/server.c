@@ -96,6 +96,7 @@ void rt_server_free(rt_server_t *srv) {
   while (!rt_link_empty(&srv->subs))
     rt_server_unsubscribe(srv, RT_CONTAINER_OF(srv->subs.next, rt_subscription_t, link));
   rt_hub_free(srv->hub);
+  rt_flusher_free(srv->flusher);
   rt_live_free(srv->live);
   rt_presence_free(srv->presence);
   rt_events_free(srv);
@@ -216,6 +217,8 @@ int rt_server_start(rt_server_t *srv) {
     srv->owns_loop = 1;
   }
   if (uv_mutex_init(&srv->async_mu) != 0) return RT_ENOMEM;
+  srv->flusher = rt_flusher_new(srv->cfg.io_uring);
+  if (srv->flusher == NULL) return RT_ENOMEM;
   srv->state = SRV_STOPPED; /* until the listener is up, free must not expect handles */
   int r = listen_socket(srv);
   if (r != 0) {
@@ -230,6 +233,8 @@ int rt_server_start(rt_server_t *srv) {
   srv->state = SRV_RUNNING;
   srv->started_at_ms = rt_wall_ms();
   rt_log(RT_LOG_INFO, "listening on %s:%d%s", srv->host, srv->port, srv->path);
+  rt_log(RT_LOG_DEBUG, "flushing with %s",
+         rt_flusher_uses_io_uring(srv->flusher) ? "io_uring" : "writev");
   return 0;
 }
 

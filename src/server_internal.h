@@ -21,6 +21,7 @@
 #include "ws_codec.h"
 
 typedef struct rt_conn_s rt_conn_t;
+typedef struct rt_flusher_s rt_flusher_t;
 
 /*
  * A peer address as accepted (28 bytes). Connections keep this rather than
@@ -53,6 +54,16 @@ static inline void rt_link_push_back(rt_link_t *head, rt_link_t *l) {
   l->next = head;
   head->prev->next = l;
   head->prev = l;
+}
+/* Moves every node of `from` to the empty list `to`; `from` is left empty. */
+static inline void rt_link_move(rt_link_t *from, rt_link_t *to) {
+  rt_link_init(to);
+  if (rt_link_empty(from)) return;
+  to->next = from->next;
+  to->prev = from->prev;
+  to->next->prev = to;
+  to->prev->next = to;
+  rt_link_init(from);
 }
 #define RT_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
 
@@ -122,6 +133,7 @@ struct rt_server_s {
   uv_tcp_t listener;        /* listening socket */
   int port;                 /* bound port */
   uv_prepare_t flush_prep;  /* flush-before-sleep */
+  rt_flusher_t *flusher;    /* per-loop write-path state (io_uring batch) */
   uv_timer_t tick;          /* handshake/close deadlines */
   uv_timer_t ping;          /* keep-alive pings */
   uv_timer_t stop_timer;    /* shutdown budget */
@@ -225,6 +237,12 @@ void rt_conn_sweep_deadlines(rt_server_t *srv);
 void rt_conn_ping_all(rt_server_t *srv);
 
 /* src/io/flush.c */
+/* Per-loop write-path state; with use_io_uring, sends are batched when the kernel allows. */
+rt_flusher_t *rt_flusher_new(int use_io_uring);
+/* NULL is a no-op. */
+void rt_flusher_free(rt_flusher_t *fl);
+/* 1 when flushes go through io_uring, 0 when through writev. */
+int rt_flusher_uses_io_uring(const rt_flusher_t *fl);
 /* Links c onto the server's pending-flush list (once). */
 void rt_flush_schedule(rt_conn_t *c);
 /* Writes every pending conn's queue (called from the prepare handle). */

@@ -148,6 +148,8 @@ typedef struct rt_config_s {
   size_t max_header_size;        /* upgrade request head limit (431), default 8 KiB */
   uint32_t handshake_timeout_ms; /* time to complete the upgrade, default 10000 */
   uint32_t shutdown_timeout_ms;  /* graceful stop budget, default 5000 */
+  int io_uring;                  /* batch each flush's sends in one io_uring call when the
+                                    kernel allows it (else writev), default 1 */
   uint32_t max_json_depth;       /* nesting limit for commands, default 64 */
   int validate_xss;              /* refuse script/HTML injection in published data, default 1 */
   size_t max_presence_data_size; /* bytes of one presence data object, default 4096 */

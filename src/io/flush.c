@@ -11,16 +11,46 @@
  * freed in its callback: only a connection with a full socket holds one (192
  * bytes that an idle connection does not carry). So a burst of N publishes costs
  * one system call per subscriber, not N (Redis's beforeSleep, uSockets' cork).
+ *
+ * With io_uring (rt_sendbatch_t, when the kernel allows it and the ioUring
+ * setting is on) the pass goes one step further: every pending connection's
+ * writev becomes one MSG_DONTWAIT sendmsg of a batch, and the whole batch is
+ * one system call. Results are handled exactly like those of uv_try_write.
  */
+#include <errno.h>
 #include <sys/socket.h>
 
 #include "alloc.h"
 #include "log.h"
+#include "sendbatch.h"
 #include "server_internal.h"
 
 #define FLUSH_MAX_IOV 256
 /* try_write batches per connection and flush before the rest goes to uv_write. */
 #define FLUSH_MAX_ROUNDS 4
+/* One io_uring submission carries up to this many sends and iovecs. */
+#define FLUSH_BATCH_SENDS 1024
+#define FLUSH_BATCH_IOV 16384
+
+/* Per-loop state of the write path. */
+struct rt_flusher_s {
+  rt_sendbatch_t *batch; /* io_uring sends; NULL: the writev path */
+};
+
+rt_flusher_t *rt_flusher_new(int use_io_uring) {
+  rt_flusher_t *fl = rt_calloc(1, sizeof(*fl));
+  if (fl == NULL) return NULL;
+  if (use_io_uring) fl->batch = rt_sendbatch_new(FLUSH_BATCH_SENDS, FLUSH_BATCH_IOV);
+  return fl;
+}
+
+void rt_flusher_free(rt_flusher_t *fl) {
+  if (fl == NULL) return;
+  rt_sendbatch_free(fl->batch);
+  rt_free(fl);
+}
+
+int rt_flusher_uses_io_uring(const rt_flusher_t *fl) { return fl != NULL && fl->batch != NULL; }
 
 void rt_flush_schedule(rt_conn_t *c) {
   if (!rt_link_empty(&c->pending_link) || c->state == CONN_CLOSED) return;
@@ -86,6 +116,28 @@ static void on_write(uv_write_t *req, int status) {
     maybe_finish(c);
 }
 
+/* Hands the rest of c's queue (up to FLUSH_MAX_IOV frames) to the one uv_write. */
+static void start_write(rt_conn_t *c) {
+  uv_buf_t iov[FLUSH_MAX_IOV];
+  size_t bytes;
+  size_t n = gather(c, iov, &bytes);
+  c->inflight_bytes = bytes;
+  c->inflight_frames = n;
+  uv_write_t *req = rt_malloc(sizeof(*req));
+  if (req == NULL) {
+    rt_conn_abort(c);
+    return;
+  }
+  req->data = c;
+  if (uv_write(req, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
+    rt_free(req);
+    rt_conn_abort(c);
+    return;
+  }
+  c->writing = 1;
+  c->srv->totals.socket_writes++;
+}
+
 /*
  * Writes as much of c's queue as the socket takes now, then hands the rest
  * to the one uv_write. Frames stay referenced by the sendq until their bytes
@@ -96,49 +148,116 @@ static void on_write(uv_write_t *req, int status) {
 static void flush_conn(rt_conn_t *c) {
   uv_buf_t iov[FLUSH_MAX_IOV];
   size_t bytes;
-  int rounds = 0;
-  while (!c->writing && c->sendq.count > 0) {
+  for (int rounds = 0; !c->writing && c->sendq.count > 0 && rounds < FLUSH_MAX_ROUNDS; rounds++) {
     size_t n = gather(c, iov, &bytes);
-    if (rounds++ < FLUSH_MAX_ROUNDS) {
-      int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
-      c->srv->totals.socket_writes++;
-      if (r == UV_EAGAIN) r = 0;
-      if (r < 0) {
-        rt_conn_abort(c);
-        return;
-      }
-      consume(c, (size_t)r);
-      if ((size_t)r == bytes) continue;
-      n = gather(c, iov, &bytes);
-    }
-    c->inflight_bytes = bytes;
-    c->inflight_frames = n;
-    uv_write_t *req = rt_malloc(sizeof(*req));
-    if (req == NULL) {
-      rt_conn_abort(c);
-      return;
-    }
-    req->data = c;
-    if (uv_write(req, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
-      rt_free(req);
-      rt_conn_abort(c);
-      return;
-    }
-    c->writing = 1;
+    int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
     c->srv->totals.socket_writes++;
+    if (r == UV_EAGAIN) r = 0;
+    if (r < 0) {
+      rt_conn_abort(c);
+      return;
+    }
+    consume(c, (size_t)r);
+    if ((size_t)r < bytes) break;
   }
-  maybe_finish(c);
+  if (!c->writing && c->sendq.count > 0) start_write(c);
+  if (c->state != CONN_CLOSED) maybe_finish(c);
+}
+
+/*
+ * The result of one batched send, handled like uv_try_write's: a connection
+ * whose send was taken whole and that has more queued goes to the next round
+ * (`again`); a short write hands the rest to uv_write, which waits for the
+ * socket; an error other than EAGAIN ends the connection. ECANCELED means
+ * the submission failed and nothing was written.
+ */
+static void on_sent(void *user, int res, size_t bytes, void *again) {
+  rt_conn_t *c = user;
+  c->srv->totals.socket_writes++;
+  if (c->state == CONN_CLOSED) return;
+  if (res == -EAGAIN || res == -ECANCELED) res = 0;
+  if (res < 0) {
+    rt_log(RT_LOG_DEBUG, "client=%llu send failed: %s", (unsigned long long)c->peer.id,
+           uv_strerror(res));
+    rt_conn_abort(c);
+    return;
+  }
+  consume(c, (size_t)res);
+  if ((size_t)res == bytes && c->sendq.count > 0 && rt_link_empty(&c->pending_link))
+    rt_link_push_back(again, &c->pending_link);
+  else if (c->sendq.count > 0)
+    start_write(c);
+  else
+    maybe_finish(c);
+}
+
+/* Submits the batch; after a failed submission the loop goes back to writev for good. */
+static void run_batch(rt_server_t *srv, rt_link_t *again) {
+  rt_flusher_t *fl = srv->flusher;
+  if (rt_sendbatch_run(fl->batch, on_sent, again) < 0) {
+    rt_log(RT_LOG_WARN, "io_uring submission failed; writing with writev from now on");
+    rt_sendbatch_free(fl->batch);
+    fl->batch = NULL;
+  }
+}
+
+/* Adds c's next FLUSH_MAX_IOV frames to the batch (running it first when full). */
+static void add_to_batch(rt_server_t *srv, rt_conn_t *c, rt_link_t *again) {
+  struct iovec *iov = rt_sendbatch_reserve(srv->flusher->batch, FLUSH_MAX_IOV);
+  uv_os_fd_t fd;
+  if (iov == NULL) {
+    run_batch(srv, again);
+    if (srv->flusher->batch == NULL) {
+      flush_conn(c);
+      return;
+    }
+    iov = rt_sendbatch_reserve(srv->flusher->batch, FLUSH_MAX_IOV);
+  }
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) {
+    rt_conn_abort(c);
+    return;
+  }
+  size_t bytes;
+  /* libuv's uv_buf_t is laid out as struct iovec on Unix (documented). */
+  size_t n = gather(c, (uv_buf_t *)iov, &bytes);
+  rt_sendbatch_add(srv->flusher->batch, fd, (unsigned)n, bytes, c);
+}
+
+/*
+ * The io_uring flush: each round adds one send per connection and submits
+ * them together; connections whose sends were taken whole and still have
+ * frames make up the next round, up to FLUSH_MAX_ROUNDS, after which their
+ * rest goes through uv_write like in flush_conn.
+ */
+static void flush_batched(rt_server_t *srv, rt_link_t *batch) {
+  for (int round = 0; !rt_link_empty(batch); round++) {
+    rt_link_t again;
+    rt_link_init(&again);
+    while (!rt_link_empty(batch)) {
+      rt_conn_t *c = RT_CONTAINER_OF(batch->next, rt_conn_t, pending_link);
+      rt_link_remove(&c->pending_link);
+      if (c->state == CONN_CLOSED) continue;
+      if (srv->flusher->batch == NULL || c->writing || c->sendq.count == 0)
+        flush_conn(c);
+      else if (round == FLUSH_MAX_ROUNDS)
+        start_write(c);
+      else
+        add_to_batch(srv, c, &again);
+    }
+    if (srv->flusher->batch != NULL) run_batch(srv, &again);
+    rt_link_move(&again, batch);
+  }
 }
 
 /* Detaches the list first: a conn that re-queues while being flushed waits for the next pass. */
 void rt_flush_pending(rt_server_t *srv) {
   rt_link_t batch;
   if (rt_link_empty(&srv->pending)) return;
-  batch.next = srv->pending.next;
-  batch.prev = srv->pending.prev;
-  batch.next->prev = &batch;
-  batch.prev->next = &batch;
-  rt_link_init(&srv->pending);
+  rt_link_move(&srv->pending, &batch);
+  if (rt_flusher_uses_io_uring(srv->flusher)) {
+    flush_batched(srv, &batch);
+    return;
+  }
   while (!rt_link_empty(&batch)) {
     rt_conn_t *c = RT_CONTAINER_OF(batch.next, rt_conn_t, pending_link);
     rt_link_remove(&c->pending_link);

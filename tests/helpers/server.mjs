@@ -59,10 +59,12 @@ export function sanitizerReports(text) {
 
 /**
  * The daemon's environment: ours without any REALTIME_* variable (they would
- * override the test's configuration), plus `env`.
+ * override the test's configuration), plus `env`. RT_TEST_IO_URING (set by
+ * ctest for the integration-writev/ runs) picks the write path to test.
  */
 export function daemonEnv(env = {}) {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REALTIME_')));
+  if (process.env.RT_TEST_IO_URING !== undefined) base.REALTIME_IO_URING = process.env.RT_TEST_IO_URING;
   return { ...base, ...env };
 }
 

@@ -60,6 +60,7 @@ static const struct {
     {"maxHeaderSize", "REALTIME_MAX_HEADER_SIZE", NUM},
     {"handshakeTimeout", "REALTIME_HANDSHAKE_TIMEOUT", NUM},
     {"shutdownTimeout", "REALTIME_SHUTDOWN_TIMEOUT", NUM},
+    {"ioUring", "REALTIME_IO_URING", BOOL},
     {"maxJsonDepth", "REALTIME_MAX_JSON_DEPTH", NUM},
     {"validation.xss", "REALTIME_VALIDATION_XSS", BOOL},
     {"maxPresenceDataSize", "REALTIME_MAX_PRESENCE_DATA_SIZE", NUM},
@@ -312,6 +313,7 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.max_header_size, 8192);
   assert_int_equal(cfg.handshake_timeout_ms, 10000);
   assert_int_equal(cfg.shutdown_timeout_ms, 5000);
+  assert_int_equal(cfg.io_uring, 1);
   assert_int_equal(cfg.max_json_depth, 64);
   assert_int_equal(cfg.validate_xss, 1);
   assert_int_equal(cfg.max_presence_data_size, 4096);

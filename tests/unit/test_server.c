@@ -36,11 +36,14 @@ static void record(const char *channel, const char *data, size_t len, const rt_m
   r->meta = *meta;
 }
 
+static int use_io_uring = 1; /* cfg.io_uring of the servers new_server makes */
+
 static rt_server_t *new_server(void) {
   rt_config_t cfg;
   rt_config_init(&cfg);
   cfg.host = "127.0.0.1";
   cfg.port = 0;
+  cfg.io_uring = use_io_uring;
   rt_server_t *srv = NULL;
   assert_int_equal(rt_server_new(&cfg, &srv), 0);
   assert_non_null(srv);
@@ -461,6 +464,13 @@ static void test_replies_are_batched_into_few_writes(void **state) {
   rt_server_free(br.srv);
 }
 
+/* The same through the writev path (io_uring off, or unavailable). */
+static void test_replies_are_batched_without_io_uring(void **state) {
+  use_io_uring = 0;
+  test_replies_are_batched_into_few_writes(state);
+  use_io_uring = 1;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults_follow_the_seed),
@@ -475,6 +485,7 @@ int main(void) {
       cmocka_unit_test(test_client_tracking_over_a_real_socket),
       cmocka_unit_test(test_replies_are_batched_into_few_writes),
       cmocka_unit_test(test_rate_limiter_is_lazy),
+      cmocka_unit_test(test_replies_are_batched_without_io_uring),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
