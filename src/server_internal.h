@@ -243,8 +243,11 @@ rt_flusher_t *rt_flusher_new(int use_io_uring);
 void rt_flusher_free(rt_flusher_t *fl);
 /* 1 when flushes go through io_uring, 0 when through writev. */
 int rt_flusher_uses_io_uring(const rt_flusher_t *fl);
-/* Links c onto the server's pending-flush list (once). */
-void rt_flush_schedule(rt_conn_t *c);
+/* Links c onto the server's pending-flush list (once). Inline: it runs once per delivery. */
+static inline void rt_flush_schedule(rt_conn_t *c) {
+  if (!rt_link_empty(&c->pending_link) || c->state == CONN_CLOSED) return;
+  rt_link_push_back(&c->srv->pending, &c->pending_link);
+}
 /* Writes every pending conn's queue (called from the prepare handle). */
 void rt_flush_pending(rt_server_t *srv);
 /* Drops queued frames that are not partly written or in flight. */

@@ -57,7 +57,8 @@ void rt_sendq_destroy(rt_sendq_t *q) {
   rt_sendq_init(q);
 }
 
-static int grow(rt_sendq_t *q) {
+/* Out of line, so the inline push stays a handful of instructions. */
+__attribute__((noinline)) int rt_sendq_grow(rt_sendq_t *q) {
   /* Two slots first (the smallest malloc chunk): an idle client's queue holds
    * at most its handshake reply and an ack; a busy one doubles to its need once. */
   size_t ncap = q->cap ? q->cap * 2 : 2;
@@ -71,16 +72,21 @@ static int grow(rt_sendq_t *q) {
   return 0;
 }
 
-int rt_sendq_push(rt_sendq_t *q, rt_frame_t *f) {
-  if (q->count == q->cap && grow(q) != 0) return RT_ENOMEM;
-  q->ring[(q->head + q->count) & (q->cap - 1)] = f;
-  q->count++;
-  q->bytes += rt_frame_wire_len(f);
-  return 0;
+/* The whole queue went out (the common case of a flush): no per-frame length arithmetic. */
+static void consume_all(rt_sendq_t *q) {
+  for (size_t i = 0; i < q->count; i++) rt_frame_unref(rt_sendq_at(q, i));
+  q->head = (q->head + q->count) & (q->cap - 1);
+  q->count = 0;
+  q->head_sent = 0;
+  q->bytes = 0;
 }
 
 void rt_sendq_consume(rt_sendq_t *q, size_t n) {
   assert(n <= q->bytes);
+  if (n == q->bytes && n > 0) {
+    consume_all(q);
+    return;
+  }
   q->bytes -= n;
   while (n > 0) {
     rt_frame_t *f = rt_sendq_at(q, 0);

@@ -62,8 +62,23 @@ typedef struct {
 void rt_sendq_init(rt_sendq_t *q);
 /* Unrefs every queued frame and frees the ring. */
 void rt_sendq_destroy(rt_sendq_t *q);
-/* Takes ownership of one reference to `f`. Returns 0 or RT_ENOMEM (ref not taken). */
-int rt_sendq_push(rt_sendq_t *q, rt_frame_t *f);
+/* Doubles the ring (the slow path of rt_sendq_push). Returns 0 or RT_ENOMEM. */
+int rt_sendq_grow(rt_sendq_t *q);
+/*
+ * Takes ownership of one reference to `f`. Returns 0 or RT_ENOMEM (ref not
+ * taken). Inline: it runs once per delivery, and a call with the growth path
+ * folded in cost as much as the push itself (callgrind, scenario A).
+ */
+static inline int rt_sendq_push(rt_sendq_t *q, rt_frame_t *f) {
+  if (q->count == q->cap) {
+    int r = rt_sendq_grow(q);
+    if (r != 0) return r;
+  }
+  q->ring[(q->head + q->count) & (q->cap - 1)] = f;
+  q->count++;
+  q->bytes += rt_frame_wire_len(f);
+  return 0;
+}
 /* The i-th queued frame (0 = head), borrowed. */
 static inline rt_frame_t *rt_sendq_at(const rt_sendq_t *q, size_t i) {
   return q->ring[(q->head + i) & (q->cap - 1)];

@@ -52,21 +52,22 @@ void rt_flusher_free(rt_flusher_t *fl) {
 
 int rt_flusher_uses_io_uring(const rt_flusher_t *fl) { return fl != NULL && fl->batch != NULL; }
 
-void rt_flush_schedule(rt_conn_t *c) {
-  if (!rt_link_empty(&c->pending_link) || c->state == CONN_CLOSED) return;
-  rt_link_push_back(&c->srv->pending, &c->pending_link);
-}
-
 /* Fills iov from the sendq head (honouring head_sent); returns the count and sets *bytes. */
 static size_t gather(rt_conn_t *c, uv_buf_t *iov, size_t *bytes) {
   rt_sendq_t *q = &c->sendq;
   size_t n = q->count < FLUSH_MAX_IOV ? q->count : FLUSH_MAX_IOV;
   size_t total = 0;
+  /* Fields set directly: uv_buf_init is a call into libuv, once per frame. */
   for (size_t i = 0; i < n; i++) {
-    rt_frame_t *f = rt_sendq_at(q, i);
-    size_t skip = i == 0 ? q->head_sent : 0;
-    iov[i] = uv_buf_init((char *)rt_frame_wire(f) + skip, (unsigned)(rt_frame_wire_len(f) - skip));
+    const rt_frame_t *f = rt_sendq_at(q, i);
+    iov[i].base = (char *)rt_frame_wire(f);
+    iov[i].len = rt_frame_wire_len(f);
     total += iov[i].len;
+  }
+  if (n > 0) {
+    iov[0].base += q->head_sent;
+    iov[0].len -= q->head_sent;
+    total -= q->head_sent;
   }
   *bytes = total;
   return n;

@@ -124,6 +124,39 @@ static void test_sendq_grow_and_destroy(void **state) {
   rt_frame_unref(f);
 }
 
+/*
+ * Consuming exactly the queued bytes (the flush's common case) empties the
+ * queue in one pass, also when the head was partly written and the ring
+ * wrapped; pushes after it land in order.
+ */
+static void test_sendq_consume_all(void **state) {
+  (void)state;
+  rt_sendq_t q;
+  rt_sendq_init(&q);
+  rt_frame_t *a = filled_frame(10, 0x1); /* 12 wire bytes */
+  rt_frame_t *b = filled_frame(1, 0x1);  /* 3 wire bytes */
+  for (int i = 0; i < 3; i++) assert_int_equal(rt_sendq_push(&q, rt_frame_ref(a)), 0);
+  rt_sendq_consume(&q, 12 + 4); /* head at slot 1, 4 bytes of it written */
+  for (int i = 0; i < 2; i++) assert_int_equal(rt_sendq_push(&q, rt_frame_ref(b)), 0);
+  assert_int_equal(q.cap, 4);
+  assert_int_equal(q.bytes, 8 + 12 + 3 + 3);
+  rt_sendq_consume(&q, q.bytes); /* wraps: slots 1, 2, 3, 0 */
+  assert_int_equal(q.count, 0);
+  assert_int_equal(q.bytes, 0);
+  assert_int_equal(q.head_sent, 0);
+  assert_int_equal(a->refcnt, 1);
+  assert_int_equal(b->refcnt, 1);
+  assert_int_equal(rt_sendq_push(&q, rt_frame_ref(b)), 0);
+  assert_int_equal(rt_sendq_push(&q, rt_frame_ref(a)), 0);
+  assert_ptr_equal(rt_sendq_at(&q, 0), b);
+  assert_ptr_equal(rt_sendq_at(&q, 1), a);
+  rt_sendq_consume(&q, 0); /* nothing written: nothing changes */
+  assert_int_equal(q.count, 2);
+  rt_sendq_destroy(&q);
+  rt_frame_unref(a);
+  rt_frame_unref(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seal_header_bytes),
@@ -131,6 +164,7 @@ int main(void) {
       cmocka_unit_test(test_frame_refcount),
       cmocka_unit_test(test_sendq_partial_writes),
       cmocka_unit_test(test_sendq_grow_and_destroy),
+      cmocka_unit_test(test_sendq_consume_all),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
