@@ -10,7 +10,10 @@
  *   the rest    the client byte stream
  *
  * The stream is decoded twice: whole, and in the chunks the input names (each
- * chunk its own exact-size allocation, so ASan sees over-reads). Both runs
+ * chunk its own exact-size allocation, so ASan sees over-reads), each chunk
+ * one read through a decoder lender (borrow, feed, settle, as conn.c does)
+ * with another stream's whole-frame read from the same lender in between,
+ * so an idle decoder serves both. Both runs
  * must give the same events, and every event must keep the decoder's
  * promises: text is valid UTF-8, messages fit the limit, control payloads fit
  * 125 bytes, close codes are valid, errors use 1002/1007/1009 and stick, and
@@ -142,27 +145,51 @@ static void feed_chunk(rt_ws_decoder_t *d, const uint8_t *src, size_t n, size_t 
   free(chunk);
 }
 
-/* Decodes `stream` in chunks of the given lengths (one whole chunk when nlens is 0). */
+/* A borrow that fails (OOM) heals the allocator and is retried. */
+static rt_ws_decoder_t *borrow(rt_ws_lender_t *l, rt_ws_decoder_t *own) {
+  rt_ws_decoder_t *d = rt_ws_lender_borrow(l, own);
+  if (d == NULL) {
+    rt_alloc_fail_after(-1);
+    d = rt_ws_lender_borrow(l, own);
+    if (d == NULL) abort();
+  }
+  return d;
+}
+
+/* Another stream's read of a whole ping: it must stay idle and give its decoder back. */
+static void other_stream_read(rt_ws_lender_t *l) {
+  uint8_t ping[7] = {0x89, 0x81, 1, 2, 3, 4, 'o' ^ 1};
+  rt_ws_decoder_t *own = NULL, *d = borrow(l, own);
+  size_t used;
+  rt_ws_event_t ev;
+  if (rt_ws_decoder_feed(d, ping, sizeof(ping), &used, &ev) == RT_ENOMEM) abort(); /* needs no memory */
+  if (ev.type != RT_WS_EV_PING || ev.len != 1 || ev.payload[0] != 'o') abort();
+  rt_ws_lender_settle(l, &own, d);
+  if (own != NULL) abort();
+}
+
+/* Decodes `stream` in chunks of the given lengths (one whole chunk when nlens is 0), lent per chunk. */
 static void run(const uint8_t *stream, size_t len, const uint8_t *lens, size_t nlens, size_t max,
                 long fail_after, trace_t *t) {
   t->n = 0;
   t->failed = 0;
+  rt_ws_lender_t l;
+  rt_ws_lender_init(&l, max);
+  rt_ws_decoder_t *d = NULL;
   rt_alloc_fail_after(fail_after);
-  rt_ws_decoder_t *d = rt_ws_decoder_new(max);
-  if (d == NULL) {
-    rt_alloc_fail_after(-1);
-    d = rt_ws_decoder_new(max);
-    if (d == NULL) abort();
-    rt_alloc_fail_after(fail_after);
-  }
   size_t off = 0;
   for (size_t i = 0; off < len && !t->failed; i++) {
     size_t n = nlens == 0 ? len : lens[i % nlens] ? lens[i % nlens] : 1;
     if (n > len - off) n = len - off;
-    feed_chunk(d, stream + off, n, max, t);
+    rt_ws_decoder_t *lent = borrow(&l, d);
+    feed_chunk(lent, stream + off, n, max, t);
+    rt_ws_lender_settle(&l, &d, lent);
+    if (d != NULL && rt_ws_decoder_idle(d)) abort();
+    if (nlens > 0) other_stream_read(&l);
     off += n;
   }
   rt_alloc_fail_after(-1);
+  if (t->failed && d == NULL) abort(); /* a failed decoder stays with its stream */
   if (t->failed) {
     uint8_t more[6] = {0x89, 0x80, 1, 2, 3, 4};
     size_t used;
@@ -172,6 +199,7 @@ static void run(const uint8_t *stream, size_t len, const uint8_t *lens, size_t n
       abort();
   }
   rt_ws_decoder_free(d);
+  rt_ws_lender_destroy(&l);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

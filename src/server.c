@@ -56,6 +56,7 @@ int rt_server_new(const rt_config_t *cfg, rt_server_t **out) {
   rt_server_t *srv = rt_calloc(1, sizeof(*srv));
   if (srv == NULL) return RT_ENOMEM;
   srv->cfg = *cfg;
+  rt_ws_lender_init(&srv->decoders, cfg->max_message_size);
   srv->hub = rt_hub_new(NULL, NULL);
   if (srv->hub == NULL || copy_str(&srv->host, cfg->host) || copy_str(&srv->path, cfg->path) ||
       copy_str(&srv->jwt_secret, cfg->jwt_secret)) {
@@ -97,6 +98,7 @@ void rt_server_free(rt_server_t *srv) {
     rt_server_unsubscribe(srv, RT_CONTAINER_OF(srv->subs.next, rt_subscription_t, link));
   rt_hub_free(srv->hub);
   rt_flusher_free(srv->flusher);
+  rt_ws_lender_destroy(&srv->decoders);
   rt_live_free(srv->live);
   rt_presence_free(srv->presence);
   rt_events_free(srv);

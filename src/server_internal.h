@@ -90,7 +90,8 @@ struct rt_conn_s {
   unsigned linger : 1;            /* HTTP reject: half-close after flush, then drain to EOF */
   char *head;              /* HTTP head bytes so far (CONN_HTTP only) */
   size_t head_len;         /* bytes in head */
-  rt_ws_decoder_t *dec;    /* frame decoder (CONN_OPEN/CLOSING) */
+  rt_ws_decoder_t *dec;    /* own decoder while a frame or message spans reads, else NULL
+                              (srv->decoders lends one per read) */
   rt_sendq_t sendq;        /* frames queued to this client */
   size_t inflight_bytes;   /* bytes handed to the uv_write in flight (flush.c allocates it) */
   size_t inflight_frames;  /* frames (from the sendq head) covered by that uv_write */
@@ -163,6 +164,7 @@ struct rt_server_s {
   rt_listener_t *listeners[RT_EVENT__COUNT]; /* event listeners per type */
   int dispatching;          /* depth of event dispatch (removals are deferred while > 0) */
   char rbuf[65536];         /* loop-wide read buffer (one read is decoded before the next) */
+  rt_ws_lender_t decoders;  /* the loop-wide decoder, lent for each read (ws_codec.h) */
 };
 
 int64_t rt_wall_ms(void);

@@ -120,6 +120,45 @@ void rt_ws_decoder_free(rt_ws_decoder_t *d) {
 
 size_t rt_ws_decoder_buffered(const rt_ws_decoder_t *d) { return d->cap + d->f.hdr_len; }
 
+int rt_ws_decoder_idle(const rt_ws_decoder_t *d) {
+  return d->f.stage == STAGE_HEADER && d->f.hdr_len == 0 && d->m.opcode == 0 && d->err_code == 0;
+}
+
+void rt_ws_lender_init(rt_ws_lender_t *l, size_t max_message_size) {
+  l->spare = NULL;
+  l->max_message_size = max_message_size;
+}
+
+void rt_ws_lender_destroy(rt_ws_lender_t *l) {
+  rt_ws_decoder_free(l->spare);
+  l->spare = NULL;
+}
+
+/* The spare leaves the lender while lent, so a nested borrow can never get it twice. */
+rt_ws_decoder_t *rt_ws_lender_borrow(rt_ws_lender_t *l, rt_ws_decoder_t *own) {
+  if (own != NULL) return own;
+  rt_ws_decoder_t *d = l->spare;
+  if (d == NULL) return rt_ws_decoder_new(l->max_message_size);
+  l->spare = NULL;
+  return d;
+}
+
+/*
+ * An idle decoder goes back whole, its small message buffer (<= KEEP_BUFFER)
+ * included: the next feed forgets the last message (release_message).
+ */
+void rt_ws_lender_settle(rt_ws_lender_t *l, rt_ws_decoder_t **own, rt_ws_decoder_t *d) {
+  if (!rt_ws_decoder_idle(d)) {
+    *own = d;
+    return;
+  }
+  *own = NULL;
+  if (l->spare == NULL)
+    l->spare = d;
+  else
+    rt_ws_decoder_free(d);
+}
+
 /*
  * Copies header bytes until hdr holds `upto` of them. Returns 1 when it does.
  * Headers are at most 14 bytes, so copying them (rather than parsing in the

@@ -81,6 +81,42 @@ int rt_ws_decoder_feed(rt_ws_decoder_t *d, uint8_t *in, size_t len, size_t *cons
 size_t rt_ws_decoder_buffered(const rt_ws_decoder_t *d);
 
 /*
+ * 1 when the decoder holds nothing a later feed depends on: no partial
+ * frame, no fragmented message open, not failed. An idle decoder may serve
+ * another stream next (the last event's payload is then no longer valid).
+ */
+int rt_ws_decoder_idle(const rt_ws_decoder_t *d);
+
+/*
+ * Decoders lent to streams (connections) between messages. Most reads carry
+ * whole frames, and then a stream needs no decoder state of its own: one
+ * idle decoder per loop serves them all, and a stream owns a decoder only
+ * while a frame or fragmented message spans its reads (or after it failed,
+ * so the error sticks). For each read:
+ *
+ *   d = rt_ws_lender_borrow(&l, own);      own: the stream's decoder or NULL
+ *   ... rt_ws_decoder_feed(d, ...) ...
+ *   rt_ws_lender_settle(&l, &own, d);
+ *
+ * Keeping a partial frame allocates nothing (the stream keeps the lent
+ * decoder); the next borrow that finds no spare allocates one.
+ */
+typedef struct {
+  rt_ws_decoder_t *spare;  /* idle decoder ready to lend, or NULL */
+  size_t max_message_size; /* for the decoders it allocates */
+} rt_ws_lender_t;
+
+void rt_ws_lender_init(rt_ws_lender_t *l, size_t max_message_size);
+void rt_ws_lender_destroy(rt_ws_lender_t *l);
+/* own when non-NULL, else the spare (allocated if there is none). NULL on OOM. */
+rt_ws_decoder_t *rt_ws_lender_borrow(rt_ws_lender_t *l, rt_ws_decoder_t *own);
+/*
+ * Ends a borrow: a busy d becomes *own; an idle one is given back (as the
+ * spare, or freed when there is one already) and *own becomes NULL.
+ */
+void rt_ws_lender_settle(rt_ws_lender_t *l, rt_ws_decoder_t **own, rt_ws_decoder_t *d);
+
+/*
  * Returns a new sealed frame (refcnt 1) of `opcode` with the given payload
  * (<= 125 bytes for control frames), or NULL on OOM.
  */

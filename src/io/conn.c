@@ -473,20 +473,30 @@ static void handle_event(rt_conn_t *c, const rt_ws_event_t *ev) {
   }
 }
 
-/* Decodes every event in `in` (unmasked in place); stops as soon as the conn closes. */
+/*
+ * Decodes every event in `in` (unmasked in place); stops as soon as the conn
+ * closes. The decoder is the conn's own while a frame spans reads, else the
+ * loop's, lent for this read: an idle connection holds no decoder.
+ */
 static void handle_ws(rt_conn_t *c, uint8_t *in, size_t n) {
+  rt_ws_decoder_t *d = rt_ws_lender_borrow(&c->srv->decoders, c->dec);
+  if (d == NULL) {
+    rt_conn_abort(c);
+    return;
+  }
   size_t off = 0;
   while (off < n && (c->state == CONN_OPEN || c->state == CONN_CLOSING) && !c->close_received) {
     rt_ws_event_t ev;
     size_t used = 0;
-    if (rt_ws_decoder_feed(c->dec, in + off, n - off, &used, &ev) != 0) {
+    if (rt_ws_decoder_feed(d, in + off, n - off, &used, &ev) != 0) {
       rt_conn_abort(c);
-      return;
+      break;
     }
     off += used;
     if (ev.type == RT_WS_EV_NONE) break;
     handle_event(c, &ev);
   }
+  rt_ws_lender_settle(&c->srv->decoders, &c->dec, d);
 }
 
 static void health_body(rt_server_t *srv, char *out, size_t cap) {
@@ -524,9 +534,7 @@ static void respond_frame(rt_conn_t *c, rt_frame_t *f) {
 static void upgrade(rt_conn_t *c, const char *resp, size_t len, size_t head_len) {
   rt_server_t *srv = c->srv;
   rt_frame_t *f = rt_frame_new(len);
-  c->dec = rt_ws_decoder_new(srv->cfg.max_message_size);
-  if (f == NULL || c->dec == NULL) {
-    rt_frame_unref(f);
+  if (f == NULL) {
     rt_conn_abort(c);
     return;
   }

@@ -322,6 +322,36 @@ describe('fragmentation and control frames', () => {
     assert.deepEqual(await c.nextMessage(), { type: 'ack', id: 11 });
   });
 
+  it('connections with frames in progress do not disturb each other', T, async () => {
+    // The decoder is lent per read to connections without a frame in progress
+    // (docs/architecture.md, "Memory per connection"): interleave connections
+    // holding half a header, half a payload and half a fragmented message with
+    // one sending whole frames, and a protocol error in the middle.
+    const [a, b, f, w, bad] = await Promise.all([raw(), raw(), raw(), raw(), raw()]);
+    const sub = (ch, id) => buildFrame({ opcode: OP.TEXT, payload: JSON.stringify({ type: 'subscribe', channel: ch, id }) });
+    const fa = sub('lend-a', 21);
+    const fb = sub('lend-b', 22);
+    const frag1 = buildFrame({ opcode: OP.TEXT, payload: '{"type":"subscribe",', fin: false });
+    const frag2 = buildFrame({ opcode: OP.CONT, payload: '"channel":"lend-f","id":23}' });
+    b.write(fb.subarray(0, 1));          // half a header
+    a.write(fa.subarray(0, 10));         // a header and part of the payload
+    f.write(frag1);                      // a whole first fragment: the message is open
+    await sleep(20);
+    w.write(sub('lend-w', 24));
+    assert.deepEqual(await w.nextMessage(), { type: 'ack', id: 24 });
+    bad.sendText('{"type":"subscribe","channel":"x","id":1}', { mask: false });
+    await expectFail(bad, 1002, 'unmasked frame');
+    w.write(sub('lend-w', 25));
+    assert.deepEqual(await w.nextMessage(), { type: 'ack', id: 25 });
+    a.write(fa.subarray(10));
+    b.write(fb.subarray(1));
+    f.write(frag2);
+    assert.deepEqual(await a.nextMessage(), { type: 'ack', id: 21 });
+    assert.deepEqual(await b.nextMessage(), { type: 'ack', id: 22 });
+    assert.deepEqual(await f.nextMessage(), { type: 'ack', id: 23 });
+    await roundTrip(a, 26);
+  });
+
   it('16-bit and 64-bit payload lengths', T, async () => {
     const c = await raw(dflt);
     const pad = (n) => `{"type":"subscribe","channel":"len","id":12,"pad":"${'p'.repeat(n)}"}`;

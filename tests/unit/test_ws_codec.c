@@ -194,13 +194,44 @@ static size_t chunk_len(unsigned seed, uint32_t *rng, size_t left) {
   return n < left ? n : left;
 }
 
+/* Borrows from the lender; a borrow that fails (OOM) is counted, the allocator healed, and retried. */
+static rt_ws_decoder_t *borrow(rt_ws_lender_t *l, rt_ws_decoder_t *own, trace_t *t) {
+  rt_ws_decoder_t *d = rt_ws_lender_borrow(l, own);
+  if (d == NULL) {
+    assert_null(own);
+    t->ooms++;
+    rt_alloc_fail_after(-1);
+    d = rt_ws_lender_borrow(l, own);
+  }
+  assert_non_null(d);
+  return d;
+}
+
+/* Another stream's read between two of ours: a whole ping, so it stays idle and holds nothing. */
+static void other_stream_read(rt_ws_lender_t *l, trace_t *t) {
+  uint8_t ping[] = {FIN | PING, 0x81, 1, 2, 3, 4, 'o' ^ 1};
+  rt_ws_decoder_t *own = NULL;
+  rt_ws_decoder_t *d = borrow(l, own, t);
+  size_t used;
+  rt_ws_event_t ev;
+  assert_int_equal(rt_ws_decoder_feed(d, ping, sizeof(ping), &used, &ev), 0);
+  assert_int_equal(ev.type, RT_WS_EV_PING);
+  assert_memory_equal(ev.payload, "o", 1);
+  rt_ws_lender_settle(l, &own, d);
+  assert_null(own);
+}
+
 /*
- * The one feeding helper: seed 0 feeds `bytes` whole, seed 1 byte by byte,
- * other seeds in pseudo-random chunks. Each chunk is copied into its own
- * exact-size allocation (the decoder unmasks in place). Stops at the first
- * ERROR. Returns the events seen, payloads copied (free with trace_free).
+ * The feeding loop: seed 0 feeds `bytes` whole, seed 1 byte by byte, other
+ * seeds in pseudo-random chunks. Each chunk is copied into its own exact-size
+ * allocation (the decoder unmasks in place). With a lender (dec NULL), each
+ * chunk is one read as conn.c does it (borrow, feed, settle, *own the
+ * stream's decoder), and another stream reads from the same lender between
+ * two chunks. Stops at the first ERROR. Returns the events seen, payloads
+ * copied (free with trace_free).
  */
-static trace_t *feed_split(rt_ws_decoder_t *dec, const uint8_t *bytes, size_t len, unsigned seed) {
+static trace_t *split_feed(rt_ws_decoder_t *dec, rt_ws_lender_t *l, rt_ws_decoder_t **own,
+                           const uint8_t *bytes, size_t len, unsigned seed) {
   trace_t *t = calloc(1, sizeof(*t));
   assert_non_null(t);
   uint32_t rng = seed * 2654435761u;
@@ -210,11 +241,26 @@ static trace_t *feed_split(rt_ws_decoder_t *dec, const uint8_t *bytes, size_t le
     uint8_t *chunk = malloc(n);
     assert_non_null(chunk);
     memcpy(chunk, bytes + off, n);
-    feed_chunk(dec, chunk, n, bytes + off, t);
+    rt_ws_decoder_t *d = l != NULL ? borrow(l, *own, t) : dec;
+    feed_chunk(d, chunk, n, bytes + off, t);
+    if (l != NULL) {
+      rt_ws_lender_settle(l, own, d);
+      assert_true(*own == NULL || !rt_ws_decoder_idle(*own));
+      other_stream_read(l, t);
+    }
     free(chunk);
     off += n;
   }
   return t;
+}
+
+static trace_t *feed_split(rt_ws_decoder_t *dec, const uint8_t *bytes, size_t len, unsigned seed) {
+  return split_feed(dec, NULL, NULL, bytes, len, seed);
+}
+
+static trace_t *feed_lent(rt_ws_lender_t *l, rt_ws_decoder_t **own, const uint8_t *bytes, size_t len,
+                          unsigned seed) {
+  return split_feed(NULL, l, own, bytes, len, seed);
 }
 
 static void trace_free(trace_t *t) {
@@ -259,7 +305,32 @@ static void check_sticky(rt_ws_decoder_t *d, uint16_t code) {
   assert_int_equal(used, sizeof(ping));
 }
 
-/* Runs one case whole, byte by byte and with RANDOM_SEEDS random splits, expecting the same events. */
+/*
+ * The same through a lender, each chunk one read with another stream's read
+ * in between: the events must not change, and a failed stream keeps its
+ * decoder (so the error sticks) while an idle one holds none.
+ */
+static void run_case_lent(const bytes_t *in, size_t max, const exp_t *exp, size_t nexp, unsigned seed) {
+  rt_ws_lender_t l;
+  rt_ws_lender_init(&l, max);
+  rt_ws_decoder_t *own = NULL;
+  trace_t *t = feed_lent(&l, &own, in->p, in->len, seed);
+  assert_int_equal(t->ooms, 0);
+  check_trace(t, exp, nexp, seed);
+  if (nexp > 0 && exp[nexp - 1].type == RT_WS_EV_ERROR) {
+    assert_non_null(own);
+    check_sticky(own, exp[nexp - 1].code);
+  }
+  if (in->len > 0) assert_non_null(l.spare); /* the other stream's reads gave one back */
+  trace_free(t);
+  rt_ws_decoder_free(own);
+  rt_ws_lender_destroy(&l);
+}
+
+/*
+ * Runs one case whole, byte by byte and with RANDOM_SEEDS random splits,
+ * each on a decoder of its own and through a lender, expecting the same events.
+ */
 static void run_case(const bytes_t *in, size_t max, const exp_t *exp, size_t nexp) {
   for (unsigned seed = 0; seed < 2 + RANDOM_SEEDS; seed++) {
     rt_ws_decoder_t *d = rt_ws_decoder_new(max);
@@ -270,6 +341,7 @@ static void run_case(const bytes_t *in, size_t max, const exp_t *exp, size_t nex
     if (nexp > 0 && exp[nexp - 1].type == RT_WS_EV_ERROR) check_sticky(d, exp[nexp - 1].code);
     trace_free(t);
     rt_ws_decoder_free(d);
+    run_case_lent(in, max, exp, nexp, seed);
   }
 }
 
@@ -1004,6 +1076,29 @@ static void run_oom_loop(const bytes_t *in, size_t max, const exp_t *exp, size_t
   assert_true(injected >= 2);
 }
 
+/* The same through a lender: failures now also hit the borrows that must allocate a spare. */
+static void run_oom_loop_lent(const bytes_t *in, size_t max, const exp_t *exp, size_t nexp, unsigned seed) {
+  long n;
+  size_t injected = 0;
+  for (n = 0; n < 10000; n++) {
+    rt_ws_lender_t l;
+    rt_ws_lender_init(&l, max);
+    rt_ws_decoder_t *own = NULL;
+    rt_alloc_fail_after(n);
+    trace_t *t = feed_lent(&l, &own, in->p, in->len, seed);
+    rt_alloc_fail_after(-1);
+    check_trace(t, exp, nexp, seed);
+    size_t ooms = t->ooms;
+    injected += ooms;
+    trace_free(t);
+    rt_ws_decoder_free(own);
+    rt_ws_lender_destroy(&l);
+    if (ooms == 0) break;
+  }
+  assert_true(n < 10000);
+  assert_true(injected >= 2);
+}
+
 static void test_oom_injection(void **state) {
   (void)state;
   uint8_t *text = make_text(70000);
@@ -1014,9 +1109,203 @@ static void test_oom_injection(void **state) {
   put_frame(&b, FIN | CONT, text + 50000, 20000);
   put_frame(&b, FIN | TEXT, text, 70000);
   exp_t ex[] = {E_PING("p"), {RT_WS_EV_TEXT, 0, text, 70000}, {RT_WS_EV_TEXT, 0, text, 70000}};
-  for (unsigned seed = 1; seed < 2 + RANDOM_SEEDS; seed += 3) run_oom_loop(&b, MIB, ex, 3, seed);
+  for (unsigned seed = 1; seed < 2 + RANDOM_SEEDS; seed += 3) {
+    run_oom_loop(&b, MIB, ex, 3, seed);
+    run_oom_loop_lent(&b, MIB, ex, 3, seed);
+  }
   bytes_free(&b);
   free(text);
+}
+
+/* ------------------------------------------------------------ lending */
+
+/* One read of a stream as conn.c does it: borrow, feed `n` bytes (a copy) once, settle. */
+static int lent_read(rt_ws_lender_t *l, rt_ws_decoder_t **own, const uint8_t *bytes, size_t n,
+                     size_t *used, rt_ws_event_t *ev) {
+  rt_ws_decoder_t *d = rt_ws_lender_borrow(l, *own);
+  if (d == NULL) return RT_ENOMEM;
+  uint8_t *copy = malloc(n);
+  assert_non_null(copy);
+  memcpy(copy, bytes, n);
+  int rc = rt_ws_decoder_feed(d, copy, n, used, ev);
+  if (ev->type != RT_WS_EV_NONE && ev->type != RT_WS_EV_ERROR) assert_non_null(ev->payload);
+  free(copy); /* the tests below only look at the event's type and length */
+  rt_ws_lender_settle(l, own, d);
+  return rc;
+}
+
+/* Whole frames: the stream never holds a decoder, and one spare serves every read. */
+static void test_lender_whole_frames_hold_nothing(void **state) {
+  (void)state;
+  bytes_t b = {0};
+  put_str(&b, FIN | TEXT, "hello");
+  rt_ws_lender_t l;
+  rt_ws_lender_init(&l, MIB);
+  assert_null(l.spare);
+  rt_ws_decoder_t *own = NULL;
+  size_t used;
+  rt_ws_event_t ev;
+  assert_int_equal(lent_read(&l, &own, b.p, b.len, &used, &ev), 0);
+  assert_int_equal(ev.type, RT_WS_EV_TEXT);
+  assert_null(own);
+  rt_ws_decoder_t *spare = l.spare;
+  assert_non_null(spare);
+  assert_true(rt_ws_decoder_idle(spare));
+  rt_alloc_fail_after(0); /* from now on a whole frame costs no allocation */
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(lent_read(&l, &own, b.p, b.len, &used, &ev), 0);
+    assert_int_equal(ev.type, RT_WS_EV_TEXT);
+    assert_int_equal(used, b.len);
+    assert_null(own);
+    assert_ptr_equal(l.spare, spare);
+  }
+  rt_alloc_fail_after(-1);
+  rt_ws_lender_destroy(&l);
+  assert_null(l.spare);
+  rt_ws_lender_destroy(&l); /* twice is harmless */
+  bytes_free(&b);
+}
+
+/*
+ * A partial frame is kept by moving the lent decoder to the stream: that
+ * allocates nothing, even with the allocator failing. The next stream to
+ * borrow finds no spare and must allocate one: that is where an allocation
+ * failure lands (conn.c aborts that connection), and the stream holding the
+ * partial frame does not notice.
+ */
+static void test_lender_partial_frame_kept_without_allocating(void **state) {
+  (void)state;
+  bytes_t b = {0};
+  put_str(&b, FIN | TEXT, "partial");
+  rt_ws_lender_t l;
+  rt_ws_lender_init(&l, MIB);
+  rt_ws_decoder_t *a = NULL, *other = NULL;
+  size_t used;
+  rt_ws_event_t ev;
+  assert_int_equal(lent_read(&l, &other, b.p, b.len, &used, &ev), 0); /* allocates the spare */
+  rt_ws_decoder_t *spare = l.spare;
+  rt_alloc_fail_after(0);
+  assert_int_equal(lent_read(&l, &a, b.p, 3, &used, &ev), 0); /* half a header */
+  assert_int_equal(ev.type, RT_WS_EV_NONE);
+  assert_int_equal(used, 3);
+  assert_ptr_equal(a, spare);
+  assert_false(rt_ws_decoder_idle(a));
+  assert_null(l.spare);
+  assert_int_equal(lent_read(&l, &other, b.p, b.len, &used, &ev), RT_ENOMEM);
+  assert_null(other);
+  assert_null(l.spare);
+  assert_int_equal(lent_read(&l, &a, b.p + 3, b.len - 3, &used, &ev), 0); /* the rest: zero copy */
+  assert_int_equal(ev.type, RT_WS_EV_TEXT);
+  assert_int_equal(ev.len, 7);
+  assert_null(a);
+  assert_ptr_equal(l.spare, spare); /* given back */
+  assert_int_equal(lent_read(&l, &other, b.p, b.len, &used, &ev), 0); /* and lent again */
+  assert_int_equal(ev.type, RT_WS_EV_TEXT);
+  rt_alloc_fail_after(-1);
+  assert_ptr_equal(l.spare, spare);
+  rt_ws_lender_destroy(&l);
+  bytes_free(&b);
+}
+
+/*
+ * A partial payload must be buffered, and the buffer is an allocation. When
+ * it fails the feed consumes nothing and leaves the decoder as it was (idle),
+ * so it goes back to the lender; once memory is back the same read is kept.
+ */
+static void test_lender_partial_payload_oom(void **state) {
+  (void)state;
+  uint8_t *text = make_text(1000);
+  bytes_t b = {0};
+  put_frame(&b, FIN | TEXT, text, 1000);
+  rt_ws_lender_t l;
+  rt_ws_lender_init(&l, MIB);
+  bytes_t w = {0};
+  put_str(&w, FIN | TEXT, "w");
+  rt_ws_decoder_t *a = NULL, *other = NULL;
+  size_t used;
+  rt_ws_event_t ev;
+  assert_int_equal(lent_read(&l, &other, w.p, w.len, &used, &ev), 0); /* allocates the spare */
+  rt_ws_decoder_t *d0 = l.spare;
+  assert_non_null(d0);
+  rt_alloc_fail_after(0);
+  assert_int_equal(lent_read(&l, &a, b.p, 500, &used, &ev), RT_ENOMEM);
+  assert_int_equal(used, 0);
+  assert_null(a); /* nothing was kept: the decoder went back as it was */
+  assert_ptr_equal(l.spare, d0);
+  assert_true(rt_ws_decoder_idle(d0));
+  rt_alloc_fail_after(-1);
+  assert_int_equal(lent_read(&l, &a, b.p, 500, &used, &ev), 0);
+  assert_int_equal(ev.type, RT_WS_EV_NONE);
+  assert_ptr_equal(a, d0);
+  assert_true(rt_ws_decoder_buffered(a) >= 500 - 8);
+  assert_int_equal(lent_read(&l, &a, b.p + 500, b.len - 500, &used, &ev), 0);
+  assert_int_equal(ev.type, RT_WS_EV_TEXT);
+  assert_int_equal(ev.len, 1000);
+  assert_null(a);
+  assert_ptr_equal(l.spare, d0);
+  rt_ws_lender_destroy(&l);
+  bytes_free(&b);
+  bytes_free(&w);
+  free(text);
+}
+
+/* A stream that finishes its frame while the lender has a spare again frees its decoder. */
+static void test_lender_keeps_one_spare(void **state) {
+  (void)state;
+  bytes_t b = {0};
+  put_str(&b, FIN | TEXT, "x");
+  rt_ws_lender_t l;
+  rt_ws_lender_init(&l, MIB);
+  rt_ws_decoder_t *a = NULL, *other = NULL;
+  size_t used;
+  rt_ws_event_t ev;
+  assert_int_equal(lent_read(&l, &a, b.p, 2, &used, &ev), 0);
+  rt_ws_decoder_t *da = a;
+  assert_non_null(da);
+  assert_null(l.spare);
+  assert_int_equal(lent_read(&l, &other, b.p, b.len, &used, &ev), 0); /* allocates a second */
+  rt_ws_decoder_t *d2 = l.spare;
+  assert_non_null(d2);
+  assert_ptr_not_equal(d2, da);
+  assert_int_equal(lent_read(&l, &a, b.p + 2, b.len - 2, &used, &ev), 0);
+  assert_int_equal(ev.type, RT_WS_EV_TEXT);
+  assert_null(a); /* da was freed (ASan/LSan would see a leak or a double free) */
+  assert_ptr_equal(l.spare, d2);
+  rt_ws_lender_destroy(&l);
+  bytes_free(&b);
+}
+
+/* A fragmented message spans reads even when each frame is whole; a failed decoder stays with its stream. */
+static void test_lender_fragments_and_errors_are_kept(void **state) {
+  (void)state;
+  bytes_t first = {0}, last = {0}, bad = {0};
+  put_str(&first, TEXT, "frag");
+  put_str(&last, FIN | CONT, "ment");
+  put_frame_ex(&bad, FIN | TEXT, "x", 1, 0, 0);
+  rt_ws_lender_t l;
+  rt_ws_lender_init(&l, MIB);
+  rt_ws_decoder_t *a = NULL;
+  size_t used;
+  rt_ws_event_t ev;
+  assert_int_equal(lent_read(&l, &a, first.p, first.len, &used, &ev), 0);
+  assert_int_equal(ev.type, RT_WS_EV_NONE);
+  assert_non_null(a);
+  assert_false(rt_ws_decoder_idle(a));
+  assert_int_equal(lent_read(&l, &a, last.p, last.len, &used, &ev), 0);
+  assert_int_equal(ev.type, RT_WS_EV_TEXT);
+  assert_int_equal(ev.len, 8);
+  assert_null(a);
+  assert_int_equal(lent_read(&l, &a, bad.p, bad.len, &used, &ev), 0);
+  assert_int_equal(ev.type, RT_WS_EV_ERROR);
+  assert_non_null(a);
+  assert_false(rt_ws_decoder_idle(a));
+  assert_null(l.spare);
+  check_sticky(a, RT_CLOSE_PROTOCOL_ERROR);
+  rt_ws_decoder_free(a);
+  rt_ws_lender_destroy(&l);
+  bytes_free(&first);
+  bytes_free(&last);
+  bytes_free(&bad);
 }
 
 /* ------------------------------------------------------------ encoders */
@@ -1163,6 +1452,11 @@ int main(void) {
       cmocka_unit_test(test_zero_copy_after_split_header),
       cmocka_unit_test(test_split_payload_is_buffered_then_released),
       cmocka_unit_test(test_oom_injection),
+      cmocka_unit_test(test_lender_whole_frames_hold_nothing),
+      cmocka_unit_test(test_lender_partial_frame_kept_without_allocating),
+      cmocka_unit_test(test_lender_partial_payload_oom),
+      cmocka_unit_test(test_lender_keeps_one_spare),
+      cmocka_unit_test(test_lender_fragments_and_errors_are_kept),
       cmocka_unit_test(test_frame_new),
       cmocka_unit_test(test_close_frame_new),
       cmocka_unit_test(test_close_reason_truncated_on_boundary),
