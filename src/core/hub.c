@@ -28,9 +28,24 @@
 #define TABLE_MIN_CAP 16 /* power of two; the table keeps at most half its slots used */
 #define SUBS_MIN_CAP 4   /* first allocated subscriber array (after the inline slot) */
 
-/* Message rate: a minute in 12 buckets of 5 s, so the rate costs 56 bytes a channel. */
+/* Message rate: a minute in 12 buckets of 5 s, so the rate costs 56 bytes a published channel. */
 #define RATE_BUCKETS 12
 #define RATE_BUCKET_MS 5000
+
+/*
+ * Publish statistics, allocated at a channel's first publish: many channels
+ * (one per user, per document) are subscribed to and never published on, and
+ * for them these 88 bytes would be most of the channel. Until then every
+ * figure here is zero.
+ */
+typedef struct {
+  uint64_t published;          /* publishes that reached this channel */
+  uint64_t delivered;          /* accepted deliveries */
+  uint64_t bytes_published;    /* sum of published data sizes */
+  uint64_t bytes_delivered;    /* sum of data sizes over accepted deliveries */
+  uint32_t rate[RATE_BUCKETS]; /* publishes per RATE_BUCKET_MS bucket, ring over the last minute */
+  int64_t rate_bucket;         /* absolute index (clock / RATE_BUCKET_MS) of the newest bucket */
+} channel_stats_t;
 
 /*
  * A channel is one allocation while it has one subscriber (most channels of
@@ -47,16 +62,11 @@ typedef struct channel_s {
   size_t cap;               /* slots allocated in subs */
   size_t live;              /* non-NULL slots: the subscriber count */
   unsigned depth;           /* fan-outs on this channel currently running (nested publishes) */
-  int holes;                /* a slot was nulled during a fan-out; compact when it ends */
-  int unlinked;             /* left the table during a fan-out; the outermost one frees it */
-  uint64_t published;       /* publishes that reached this channel */
-  uint64_t delivered;       /* accepted deliveries */
-  uint64_t bytes_published; /* sum of published data sizes */
-  uint64_t bytes_delivered; /* sum of data sizes over accepted deliveries */
+  unsigned holes : 1;       /* a slot was nulled during a fan-out; compact when it ends */
+  unsigned unlinked : 1;    /* left the table during a fan-out; the outermost one frees it */
   int64_t created_at;       /* clock at creation */
   int64_t last_activity;    /* clock at the last subscribe, unsubscribe or publish */
-  uint32_t rate[RATE_BUCKETS]; /* publishes per RATE_BUCKET_MS bucket, ring over the last minute */
-  int64_t rate_bucket;      /* absolute index (clock / RATE_BUCKET_MS) of the newest bucket */
+  channel_stats_t *stats;   /* NULL until the first publish */
   rt_sub_t *first;          /* the one-slot array subs points at until a second subscriber */
   char name[];              /* NUL-terminated channel name, allocated with the struct */
 } channel_t;
@@ -159,12 +169,12 @@ static channel_t *channel_new(const char *name, size_t len, uint64_t h, int64_t 
   c->cap = 1;
   c->created_at = now;
   c->last_activity = now;
-  c->rate_bucket = now / RATE_BUCKET_MS;
   return c;
 }
 
 static void channel_free(channel_t *c) {
   if (c->subs != &c->first) rt_free(c->subs);
+  rt_free(c->stats);
   rt_free(c);
 }
 
@@ -435,30 +445,39 @@ static int64_t fan_out(channel_t *c, rt_frame_t *frame, const rt_hub_msg_t *msg)
 }
 
 /* Advances the ring to `now`, zeroing the buckets that went by without traffic. */
-static void rate_advance(channel_t *c, int64_t now) {
+static void rate_advance(channel_stats_t *st, int64_t now) {
   int64_t b = now / RATE_BUCKET_MS;
-  if (b <= c->rate_bucket) return;
-  int64_t gap = b - c->rate_bucket;
+  if (b <= st->rate_bucket) return;
+  int64_t gap = b - st->rate_bucket;
   for (int64_t i = 1; i <= gap && i <= RATE_BUCKETS; i++)
-    c->rate[(c->rate_bucket + i) % RATE_BUCKETS] = 0;
-  c->rate_bucket = b;
+    st->rate[(st->rate_bucket + i) % RATE_BUCKETS] = 0;
+  st->rate_bucket = b;
 }
 
 /* Publishes per second over the last minute (the current bucket counts as a whole one). */
-static double rate_of(channel_t *c, int64_t now) {
-  rate_advance(c, now);
+static double rate_of(channel_stats_t *st, int64_t now) {
+  rate_advance(st, now);
   uint64_t sum = 0;
-  for (int i = 0; i < RATE_BUCKETS; i++) sum += c->rate[i];
+  for (int i = 0; i < RATE_BUCKETS; i++) sum += st->rate[i];
   return (double)sum / (RATE_BUCKETS * RATE_BUCKET_MS / 1000.0);
 }
 
+/* The channel's statistics, allocated (all zero, ring at `now`) on its first publish. */
+static channel_stats_t *stats_for_publish(channel_t *c, int64_t now) {
+  if (c->stats != NULL) return c->stats;
+  c->stats = rt_calloc(1, sizeof(*c->stats));
+  if (c->stats != NULL) c->stats->rate_bucket = now / RATE_BUCKET_MS;
+  return c->stats;
+}
+
 static void account(rt_hub_t *hub, channel_t *c, size_t data_len, int64_t delivered, int64_t now) {
-  rate_advance(c, now);
-  c->rate[c->rate_bucket % RATE_BUCKETS]++;
-  c->published++;
-  c->delivered += (uint64_t)delivered;
-  c->bytes_published += data_len;
-  c->bytes_delivered += (uint64_t)data_len * (uint64_t)delivered;
+  channel_stats_t *st = c->stats;
+  rate_advance(st, now);
+  st->rate[st->rate_bucket % RATE_BUCKETS]++;
+  st->published++;
+  st->delivered += (uint64_t)delivered;
+  st->bytes_published += data_len;
+  st->bytes_delivered += (uint64_t)data_len * (uint64_t)delivered;
   c->last_activity = now;
   hub->published++;
   hub->delivered += (uint64_t)delivered;
@@ -470,15 +489,17 @@ static void account(rt_hub_t *hub, channel_t *c, size_t data_len, int64_t delive
  * alive across re-entrant deliver() calls; the frame reference taken by
  * rt_proto_message is dropped here, so the frame lives exactly as long as the
  * peers that kept a reference. A channel absent from the table gets nothing
- * counted and is not created.
+ * counted and is not created. The channel's statistics are allocated before
+ * anything is delivered, so RT_ENOMEM means nobody got the message.
  */
 int64_t rt_hub_publish(rt_hub_t *hub, const char *channel, size_t channel_len, const char *data,
                        size_t data_len, uint64_t publisher_id) {
   channel_t *c = find_channel(hub, channel, channel_len);
   if (c == NULL) return 0;
+  int64_t now = now_ms(hub);
+  if (stats_for_publish(c, now) == NULL) return RT_ENOMEM;
   rt_frame_t *frame = rt_proto_message(c->name, c->len, data, data_len);
   if (frame == NULL) return RT_ENOMEM;
-  int64_t now = now_ms(hub);
   rt_hub_msg_t msg = {c->name, c->len, data, data_len, {publisher_id, now}};
   c->depth++;
   int64_t delivered = fan_out(c, frame, &msg);
@@ -513,14 +534,15 @@ int64_t rt_hub_push(rt_hub_t *hub, const char *channel, size_t channel_len, rt_f
 static int fill_stats(rt_channel_stats_t *st, channel_t *c, int64_t now) {
   st->name = rt_strndup(c->name, c->len);
   if (st->name == NULL) return RT_ENOMEM;
+  channel_stats_t *cs = c->stats;
   st->subscribers = c->live;
-  st->messages_published = c->published;
-  st->messages_delivered = c->delivered;
-  st->bytes_published = c->bytes_published;
-  st->bytes_delivered = c->bytes_delivered;
+  st->messages_published = cs != NULL ? cs->published : 0;
+  st->messages_delivered = cs != NULL ? cs->delivered : 0;
+  st->bytes_published = cs != NULL ? cs->bytes_published : 0;
+  st->bytes_delivered = cs != NULL ? cs->bytes_delivered : 0;
   st->created_at_ms = c->created_at;
   st->last_activity_ms = c->last_activity;
-  st->message_rate = rate_of(c, now);
+  st->message_rate = cs != NULL ? rate_of(cs, now) : 0;
   st->presence = 0;
   return 0;
 }

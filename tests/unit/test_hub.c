@@ -290,6 +290,8 @@ static void test_channel_lives_with_subscribers(void **state) {
   assert_int_equal(st.messages_published, 0);
   assert_int_equal(st.messages_delivered, 0);
   assert_int_equal(st.bytes_published, 0);
+  assert_int_equal(st.bytes_delivered, 0);
+  assert_true(st.message_rate == 0.0);
   fakes_release(&a, 1);
   fakes_release(&b, 1);
   rt_hub_unsubscribe_all(hub, &a.peer);
@@ -1057,26 +1059,36 @@ static void test_oom_subscribe(void **state) {
   assert_int_equal(rt_hub_channel_count(hub), 0);
 }
 
-static void test_oom_publish(void **state) {
-  fake_peer_t p[3];
-  fakes_init(p, 3);
-  for (int i = 0; i < 3; i++) assert_int_equal(sub(&p[i], "q"), 0);
-  long n;
-  for (n = 0;; n++) {
+/*
+ * Publishes to "q" under allocation failure n = 0, 1, ... until it succeeds;
+ * every failure must deliver and count nothing. Returns the allocations the
+ * successful publish made.
+ */
+static long publish_under_oom(fake_peer_t *p, size_t np, uint64_t published_before) {
+  for (long n = 0;; n++) {
     rt_alloc_fail_after(n);
     int64_t rc = pub("q", "[true]", 0);
     rt_alloc_fail_after(-1);
     if (rc >= 0) {
-      assert_int_equal(rc, 3);
-      break;
+      assert_int_equal(rc, np);
+      return n;
     }
     assert_int_equal(rc, RT_ENOMEM);
-    for (int i = 0; i < 3; i++) assert_int_equal(p[i].received, 0);
-    assert_int_equal(stats_of("q").messages_published, 0);
-    assert_totals(0, 0);
+    for (size_t i = 0; i < np; i++) assert_int_equal(p[i].received, published_before);
+    assert_int_equal(stats_of("q").messages_published, published_before);
+    assert_totals(published_before, published_before * np);
   }
-  assert_int_equal(n, 1);
+}
+
+/* The first publish on a channel allocates its statistics and the frame; later ones only the frame. */
+static void test_oom_publish(void **state) {
+  fake_peer_t p[3];
+  fakes_init(p, 3);
+  for (int i = 0; i < 3; i++) assert_int_equal(sub(&p[i], "q"), 0);
+  assert_int_equal(publish_under_oom(p, 3, 0), 2);
   assert_int_equal(stats_of("q").messages_published, 1);
+  assert_int_equal(publish_under_oom(p, 3, 1), 1);
+  assert_int_equal(stats_of("q").messages_published, 2);
   fakes_release(p, 3);
   for (int i = 0; i < 3; i++) rt_hub_unsubscribe_all(hub, &p[i].peer);
 }
@@ -1194,12 +1206,44 @@ static void test_message_rate(void **state) {
   rt_hub_unsubscribe_all(hub, &a.peer);
 }
 
+/*
+ * A channel's statistics start at its first publish: before it every figure
+ * is zero, and a rate after a long quiet time counts only what followed.
+ */
+static void test_stats_start_at_first_publish(void **state) {
+  (void)state;
+  fake_peer_t a;
+  fake_init(&a, 1);
+  fake_now = 1000000;
+  assert_int_equal(rt_hub_subscribe(hub, &a.peer, "late", 4), 0);
+  fake_now += 600000;
+  rt_channel_stats_t st = stats_of("late");
+  assert_int_equal(st.messages_published, 0);
+  assert_int_equal(st.messages_delivered, 0);
+  assert_int_equal(st.bytes_published, 0);
+  assert_int_equal(st.bytes_delivered, 0);
+  assert_true(st.message_rate == 0.0);
+  assert_int_equal(st.created_at_ms, 1000000);
+  assert_int_equal(st.last_activity_ms, 1000000);
+  for (int i = 0; i < 12; i++) assert_int_equal(rt_hub_publish(hub, "late", 4, "[1]", 3, 0), 1);
+  st = stats_of("late");
+  assert_int_equal(st.messages_published, 12);
+  assert_int_equal(st.messages_delivered, 12);
+  assert_int_equal(st.bytes_published, 36);
+  assert_int_equal(st.bytes_delivered, 36);
+  assert_true(st.message_rate > 0.19 && st.message_rate < 0.21); /* 12 in a minute */
+  assert_int_equal(st.last_activity_ms, 1600000);
+  fake_release(&a);
+  rt_hub_unsubscribe_all(hub, &a.peer);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
   const struct CMUnitTest tests[] = {
       T(test_subscribe_unsubscribe),
       T(test_push),
       T(test_message_rate),
+      T(test_stats_start_at_first_publish),
       T(test_names_use_length),
       T(test_publish_encodes_once),
       T(test_publish_to_missing_channel),
