@@ -98,11 +98,11 @@ void rt_server_free(rt_server_t *srv) {
     rt_server_unsubscribe(srv, RT_CONTAINER_OF(srv->subs.next, rt_subscription_t, link));
   rt_hub_free(srv->hub);
   rt_flusher_free(srv->flusher);
-  rt_ws_lender_destroy(&srv->decoders);
   rt_live_free(srv->live);
   rt_presence_free(srv->presence);
   rt_events_free(srv);
   rt_security_free(srv);
+  rt_ws_lender_destroy(&srv->decoders);
   rt_async_msg_t *m = srv->async_head;
   while (m != NULL) {
     rt_async_msg_t *next = m->next;
