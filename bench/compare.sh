@@ -74,8 +74,10 @@ run_one() {
   scenario_args "$sc"
   limit=$((WARMUP + DURATION + 90))
   start_server "${CMD[@]}"
+  local core=()
+  (( ${#SERVER_PIN[@]} )) && core=(--server-core 0)
   timeout "$limit" "${CLIENT_PIN[@]}" "$LOADGEN" --host 127.0.0.1 --port "$PORT" \
-    --server-pid "$SERVER_PID" --label "$server/$sc/$rep" --json "${ARGS[@]}" \
+    --server-pid "$SERVER_PID" "${core[@]}" --label "$server/$sc/$rep" --json "${ARGS[@]}" \
     >"$out" 2>"$TMP/run.err" || status=$?
   stop_server || FAILURES+=("$server $sc rep $rep: server did not exit cleanly")
   json=$(grep '^{' "$out" || true)
@@ -123,6 +125,7 @@ FANOUT_FIGURES=(
   "delivered_per_s|delivered/s|0|median|higher"
   "loss|loss (max over reps; must be 0)|0|max|0"
   "server_cpu_us_per_delivery|server CPU per delivery (us)|3|median|lower"
+  "server_core_us_per_delivery|server core (CPU 0) busy per delivery, incl. softirq (us)|3|median|lower"
   "latency_p50_us|latency p50 (us)|0|median|lower"
   "latency_p99_us|latency p99 (us)|0|median|lower"
   "latency_max_us|latency max (us)|0|median|lower"

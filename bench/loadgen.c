@@ -92,6 +92,7 @@ typedef struct {
   int payload;          /* target size in bytes of the JSON `data` value */
   int connect_batch;    /* handshakes in progress at once */
   int server_pid;       /* process sampled for CPU and RSS; 0 = none */
+  int server_core;      /* CPU the server is pinned to, sampled in /proc/stat; -1 = none */
   double rate;          /* publishes per second in total; 0 = window-bound */
   double duration;      /* seconds of measured publishing (--idle: hold time) */
   double messages;      /* measured publishes in total; 0 = time-bound */
@@ -245,6 +246,7 @@ typedef struct {
   int64_t cpu_self;          /* load generator CPU at the window start */
   int64_t cpu_server;        /* server CPU at the window start, -1 if unknown */
   int64_t cpu_all;           /* machine-wide CPU at the window start, -1 if unknown */
+  int64_t cpu_core;          /* the server core's busy time at the window start, -1 if unknown */
   uint64_t xs;               /* xorshift state for mask keys */
   char *rbuf;                /* loop-wide read buffer */
   char *scratch;             /* publish JSON being built */
@@ -1381,6 +1383,35 @@ static int64_t machine_cpu_ns(void)
   return ticks_ns(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
 }
 
+/* Busy time of one CPU (user, nice, system, irq, softirq, steal of its
+ * "cpuN" line in /proc/stat). With the server pinned to that CPU this counts,
+ * besides the server's own time, the kernel work done on its behalf outside
+ * its process accounting: softirq network processing run in ksoftirqd or in
+ * other tasks' context (e.g. io_uring moves part of the loopback send path
+ * there). Returns -1 without --server-core or on failure. */
+static int64_t core_busy_ns(int core)
+{
+  char line[512], name[16];
+  int64_t ns = -1;
+  if (core < 0)
+    return -1;
+  snprintf(name, sizeof(name), "cpu%d ", core);
+  FILE *f = fopen("/proc/stat", "r");
+  if (!f)
+    return -1;
+  while (fgets(line, sizeof(line), f)) {
+    unsigned long long v[8];
+    if (strncmp(line, name, strlen(name)) != 0)
+      continue;
+    if (sscanf(line + strlen(name), "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+               &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8)
+      ns = ticks_ns(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
+    break;
+  }
+  fclose(f);
+  return ns;
+}
+
 /* VmRSS of a process in KiB from /proc/PID/status, or -1. */
 static long server_rss_kb(int pid)
 {
@@ -1450,6 +1481,7 @@ static void run_fanout(lg_t *lg)
   lg->cpu_self = self_cpu_ns();
   lg->cpu_server = server_cpu_ns(lg->o.server_pid);
   lg->cpu_all = machine_cpu_ns();
+  lg->cpu_core = core_busy_ns(lg->o.server_core);
   bool timed = lg->o.duration_set || lg->o.messages == 0;
   run_until(lg, timed ? lg->t_start + (int64_t)(lg->o.duration * NS_PER_S) : 0, quotas_met);
   lg->t_stop = now_ns();
@@ -1517,8 +1549,10 @@ static int report_fanout(const lg_t *lg)
   double window = secs(lg->t_stop - lg->t_start), span = secs(lg->t_end - lg->t_start);
   double cpu = secs(self_cpu_ns() - lg->cpu_self);
   int64_t srv_end = server_cpu_ns(lg->o.server_pid), all_end = machine_cpu_ns();
+  int64_t core_end = core_busy_ns(lg->o.server_core);
   double srv = lg->cpu_server >= 0 && srv_end >= 0 ? secs(srv_end - lg->cpu_server) : NAN;
   double other = lg->cpu_all >= 0 && all_end >= 0 ? secs(all_end - lg->cpu_all) - cpu : NAN;
+  double core = lg->cpu_core >= 0 && core_end >= 0 ? secs(core_end - lg->cpu_core) : NAN;
   uint64_t loss = s->expected > s->received ? s->expected - s->received : 0;
   double us = 1e-3;
   field_t f[] = {
@@ -1558,6 +1592,9 @@ static int report_fanout(const lg_t *lg)
       {"server_cpu_s", "server CPU (s)", srv, 3},
       {"server_cpu_us_per_delivery", "server CPU per delivery (us)",
        s->received_since ? srv * 1e6 / (double)s->received_since : NAN, 3},
+      {"server_core_busy_s", "server core busy (s)", core, 3},
+      {"server_core_us_per_delivery", "server core busy per delivery (us)",
+       s->received_since ? core * 1e6 / (double)s->received_since : NAN, 3},
       {"other_cpu_s", "other processes' CPU (s)", other - srv, 3},
   };
   bool ok = loss == 0 && !s->errors && !s->dropped && !s->duplicates && !s->misrouted &&
@@ -1889,6 +1926,7 @@ static const optdef_t optdefs[] = {
     OPT("drain", OPT_NUM, drain, 3600, "S", "most seconds to wait for late deliveries (5)"),
     OPT("connect-batch", OPT_INT, connect_batch, 1e6, "N", "handshakes in progress at once (256)"),
     OPT("server-pid", OPT_INT, server_pid, 1e9, "PID", "sample the server's CPU and RSS in /proc"),
+    OPT("server-core", OPT_INT, server_core, 4096, "N", "the CPU the server is pinned to: report its busy time"),
     OPT("idle", OPT_FLAG, idle, 0, "", "scenario D: N idle connections, one channel each"),
     OPT("query", OPT_STR, query, 0, "NAME", "live queries: subscribe to this configured query"),
     OPT("query-params-count", OPT_INT, query_params, 1e6, "K", "subscriber i uses params [i % K] (1)"),
@@ -1972,7 +2010,7 @@ static void parse_opts(opts_t *o, int argc, char **argv)
   *o = (opts_t){.host = "127.0.0.1", .port = "8080", .path = "/ws", .subscribers = 1000,
                 .channels = 1, .publishers = 1, .window = 64, .duration = 10, .payload = 64,
                 .warmup = 1, .drain = 5, .connect_batch = 256, .query_params = 1,
-                .ts_column = "ts"};
+                .ts_column = "ts", .server_core = -1};
   int i;
   while ((i = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (i == NOPTS) {
