@@ -37,9 +37,11 @@ BENCH_NAME=compare
 BUN=$ROOT/bench/node_modules/.bin/bun
 
 # log, die, build, raise_fd_limit, pinning, TMP, start/stop_server, field,
-# median.
+# median; scenario_args.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=scenarios.sh
+. "$(dirname "$0")/scenarios.sh"
 
 FAILURES=()
 
@@ -50,19 +52,6 @@ server_cmd() {
     node-ws) CMD=(node "$ROOT/bench/peers/node-ws.mjs") ;;
     bun) CMD=("$BUN" "$ROOT/bench/peers/bun-topics.mjs") ;;
     *) die "unknown server '$1' (known: realtimed node-ws bun)" ;;
-  esac
-}
-
-# scenario_args X: rt_loadgen's options for scenario X, into the array ARGS.
-scenario_args() {
-  local fanout=(--subscribers 1000 --payload 64 --warmup "$WARMUP" --duration "$DURATION")
-  case $1 in
-    A) ARGS=("${fanout[@]}" --channels 1 --publishers 1 --window 64 --rate 0) ;;
-    B) ARGS=("${fanout[@]}" --channels 1 --publishers 1 --rate 1000) ;;
-    C) ARGS=("${fanout[@]}" --channels 500 --publishers 10 --window 64 --rate 0) ;;
-    D) ARGS=(--idle --connections "$IDLE_CONNECTIONS" --duration "$DURATION") ;;
-    E) ARGS=("${fanout[@]}" --channels 1 --publishers 1 --rate 100) ;;
-    *) die "unknown scenario '$1' (known: A B C D E)" ;;
   esac
 }
 
