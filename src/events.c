@@ -1,6 +1,7 @@
 /*
  * Server events (the seed's "Observable"): listeners per event type, run in
- * registration order on the loop thread. A listener may remove itself or
+ * registration order, on the thread of the worker where the event happens,
+ * one at a time (the server lock is held). A listener may remove itself or
  * others while an event is being dispatched: removal then only clears the
  * callback, and the node is freed once the outermost dispatch has finished,
  * so no dispatch walks freed memory.
@@ -24,9 +25,11 @@ int rt_server_on(rt_server_t *srv, rt_event_type_t type, rt_event_cb cb, void *u
   l->cb = cb;
   l->user_data = user_data;
   l->type = type;
+  rt_srv_lock(srv);
   rt_listener_t **tail = &srv->listeners[type];
   while (*tail != NULL) tail = &(*tail)->next;
   *tail = l;
+  rt_srv_unlock(srv);
   *out = l;
   return 0;
 }
@@ -47,8 +50,10 @@ static void sweep(rt_server_t *srv, rt_event_type_t type) {
 
 void rt_server_off(rt_server_t *srv, rt_listener_t *l) {
   if (l == NULL) return;
+  rt_srv_lock(srv);
   l->cb = NULL;
   if (srv->dispatching == 0) sweep(srv, l->type);
+  rt_srv_unlock(srv);
 }
 
 void rt_events_emit(rt_server_t *srv, const rt_event_t *ev) {

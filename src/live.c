@@ -17,6 +17,12 @@
  *   a burst costs one evaluation per query per interval.
  * A slow query therefore never delays message delivery; it only delays the
  * next refresh.
+ *
+ * With several workers, all of this stays on worker 0's loop (the timer,
+ * uv_queue_work and its completions); subscriptions come from any worker
+ * under the server lock, a job they need is started through a wake-up of
+ * worker 0, and pushes to connections of other workers go through
+ * rt_conn_send, which copies them to the owner's inbox.
  */
 #include <jansson.h>
 #include <string.h>
@@ -29,6 +35,7 @@
 #include "security.h"
 #include "server_internal.h"
 #include "sqldb.h"
+#include "worker.h"
 
 typedef struct {
   rt_lq_instance_t *inst; /* pinned for this job */
@@ -169,6 +176,7 @@ static void kick(rt_live_t *live, int poll);
 static void after_work(uv_work_t *req, int status) {
   job_t *j = req->data;
   rt_live_t *live = j->live;
+  rt_srv_lock(live->srv);
   int polled = j->poll;
   live->job = NULL;
   if (live->srv->state == SRV_RUNNING) {
@@ -182,6 +190,7 @@ static void after_work(uv_work_t *req, int status) {
   rt_lq_stats(live->reg, &st);
   if (live->srv->state == SRV_RUNNING && ((polled && st.dirty > 0) || live->npending > 0))
     kick(live, 0);
+  rt_srv_unlock(live->srv);
 }
 
 /*
@@ -190,6 +199,11 @@ static void after_work(uv_work_t *req, int status) {
  * no-op (the job's completion, or the next tick, picks up the work).
  */
 static void kick(rt_live_t *live, int poll) {
+  rt_worker_t *w0 = live->srv->workers[0];
+  if (!rt_worker_is_current(w0)) { /* uv_queue_work belongs to worker 0's loop */
+    rt_worker_wake(w0, RT_WAKE_LIVE);
+    return;
+  }
   if (live->job != NULL || live->srv->state != SRV_RUNNING) return;
   job_t *j = rt_calloc(1, sizeof(*j));
   if (j == NULL) return; /* the next tick retries */
@@ -220,7 +234,16 @@ static void kick(rt_live_t *live, int poll) {
   }
 }
 
-static void on_tick(uv_timer_t *t) { kick(t->data, 1); }
+static void on_tick(uv_timer_t *t) {
+  rt_live_t *live = t->data;
+  rt_srv_lock(live->srv);
+  kick(live, 1);
+  rt_srv_unlock(live->srv);
+}
+
+void rt_live_kick(rt_live_t *live) {
+  if (live != NULL) kick(live, 0);
+}
 
 /* Delivers a registry push to the connection that owns the subscription. */
 static void on_push(const rt_lq_push_t *p, void *ud) {

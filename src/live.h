@@ -1,8 +1,9 @@
 /*
  * Live queries in the server (src/live.c): the loop-side glue between
  * connections, the registry (src/live/livequery.c) and the worker-side
- * SQLite layer (src/live/sqldb.c). Internal to librealtime; every call
- * belongs to the loop thread.
+ * SQLite layer (src/live/sqldb.c). Internal to librealtime. The timer and
+ * the jobs run on worker 0's loop; calls come from any worker's thread with
+ * the server lock held.
  */
 #ifndef RT_LIVE_H
 #define RT_LIVE_H
@@ -31,6 +32,12 @@ enum {
  * with *err naming the cause.
  */
 int rt_live_new(struct rt_server_s *srv, rt_live_t **out, rt_errbuf_t *err);
+/*
+ * Starts a job for waiting first evaluations and dirty instances. Jobs and
+ * the timer belong to worker 0's loop: from another worker's thread this
+ * only wakes worker 0 (RT_WAKE_LIVE), which calls it again. NULL is a no-op.
+ */
+void rt_live_kick(rt_live_t *live);
 /* Starts the poll timer (after the server's loop is known). NULL is a no-op. */
 int rt_live_start(rt_live_t *live);
 /* The timer handle, closed by the server at stop; NULL when live is NULL. */

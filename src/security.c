@@ -18,6 +18,7 @@
 #include "proto.h"
 #include "security.h"
 #include "server_internal.h"
+#include "worker.h"
 #include "validate.h"
 
 /* Reads a whole PEM file (small by nature; capped so a wrong path cannot exhaust memory). */
@@ -158,7 +159,9 @@ int rt_server_authenticate(rt_server_t *srv, const char *token, rt_auth_result_t
   }
   rt_identity_t id;
   rt_errbuf_t err = {{0}};
+  rt_srv_lock(srv);
   int r = rt_security_check(srv, token, strlen(token), NULL, 0, &id, &err);
+  rt_srv_unlock(srv);
   if (r != 0) {
     snprintf(out->error, sizeof(out->error), "%s", err.msg[0] ? err.msg : rt_strerror(r));
     return r;
@@ -177,7 +180,7 @@ void rt_auth_result_destroy(rt_auth_result_t *r) {
   memset(r, 0, sizeof(*r));
 }
 
-int rt_server_handle_connection(rt_server_t *srv, const rt_connection_request_t *req) {
+static int handle_connection(rt_server_t *srv, const rt_connection_request_t *req) {
   if (srv->iplimit != NULL && req->ip != NULL &&
       rt_iplimit_count(srv->iplimit, req->ip) >= srv->cfg.rate_limit.max_connections)
     return RT_ELIMIT;
@@ -189,12 +192,22 @@ int rt_server_handle_connection(rt_server_t *srv, const rt_connection_request_t 
   return r;
 }
 
+int rt_server_handle_connection(rt_server_t *srv, const rt_connection_request_t *req) {
+  rt_srv_lock(srv);
+  int r = handle_connection(srv, req);
+  rt_srv_unlock(srv);
+  return r;
+}
+
 int rt_server_add_api_key(rt_server_t *srv, const char *key, const char *name,
                           const char *const *permissions, size_t count) {
   if (key == NULL || name == NULL) return RT_EINVAL;
   for (size_t i = 0; i < count; i++)
     if (!rt_perm_valid(permissions[i])) return RT_EINVAL;
-  return rt_apikey_add(srv->apikeys, key, strlen(key), name, permissions, count);
+  rt_srv_lock(srv);
+  int r = rt_apikey_add(srv->apikeys, key, strlen(key), name, permissions, count);
+  rt_srv_unlock(srv);
+  return r;
 }
 
 /*
@@ -202,8 +215,7 @@ int rt_server_add_api_key(rt_server_t *srv, const char *key, const char *name,
  * user id is "apikey:<name>"), as Redis's ACL changes kill affected pub/sub
  * clients: a revoked key must not keep its subscriptions alive.
  */
-int rt_server_revoke_api_key(rt_server_t *srv, const char *key) {
-  if (key == NULL) return RT_EINVAL;
+static int revoke_api_key(rt_server_t *srv, const char *key) {
   rt_identity_t id;
   char *name = NULL;
   if (rt_apikey_lookup(srv->apikeys, key, strlen(key), &id, &name) != 0) return RT_ENOENT;
@@ -214,20 +226,33 @@ int rt_server_revoke_api_key(rt_server_t *srv, const char *key) {
   return r;
 }
 
+/* Closing the clients of another worker goes through its inbox (rt_conn_close_user). */
+int rt_server_revoke_api_key(rt_server_t *srv, const char *key) {
+  if (key == NULL) return RT_EINVAL;
+  rt_srv_lock(srv);
+  int r = revoke_api_key(srv, key);
+  rt_srv_unlock(srv);
+  return r;
+}
+
 int rt_server_check_channel_permission(rt_server_t *srv, uint64_t client_id, const char *channel,
                                        int write) {
+  rt_srv_lock(srv);
   rt_conn_t *c = rt_conn_find(srv, client_id);
-  if (c == NULL || channel == NULL) return 0;
-  return rt_security_allows(srv, &c->ident, c->authenticated,
-                            write ? RT_PERM_WRITE : RT_PERM_READ, channel, strlen(channel));
+  int r = c != NULL && channel != NULL &&
+          rt_security_allows(srv, &c->ident, c->authenticated,
+                             write ? RT_PERM_WRITE : RT_PERM_READ, channel, strlen(channel));
+  rt_srv_unlock(srv);
+  return r;
 }
 
 int rt_server_enforce_rate_limit(rt_server_t *srv, uint64_t client_id, const char *operation) {
+  rt_srv_lock(srv);
   rt_conn_t *c = rt_conn_find(srv, client_id);
   int op = operation != NULL ? rt_rate_op_parse(operation) : -1;
-  if (c == NULL) return RT_ENOENT;
-  if (op < 0) return RT_EINVAL;
-  return rt_conn_rate_take(c, (rt_rate_op_t)op, NULL);
+  int r = c == NULL ? RT_ENOENT : op < 0 ? RT_EINVAL : rt_conn_rate_take(c, (rt_rate_op_t)op, NULL);
+  rt_srv_unlock(srv);
+  return r;
 }
 
 int rt_server_validate_message(const rt_server_t *srv, const char *json, size_t len, char *errmsg,

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "channel.h"
@@ -21,8 +22,7 @@
 #include "proto.h"
 #include "security.h"
 #include "server_internal.h"
-
-#define TICK_MS 100
+#include "worker.h"
 
 struct rt_subscription_s {
   rt_peer_t peer;       /* hub subscriber (id 0: server-side) */
@@ -47,18 +47,34 @@ static int copy_str(char **dst, const char *src) {
   return *dst == NULL ? RT_ENOMEM : 0;
 }
 
+static int make_workers(rt_server_t *srv) {
+  srv->workers = rt_calloc(srv->nworkers, sizeof(*srv->workers));
+  if (srv->workers == NULL) return RT_ENOMEM;
+  if (srv->nworkers > 1 && (srv->chanstats = rt_hub_stats_new()) == NULL) return RT_ENOMEM;
+  for (unsigned i = 0; i < srv->nworkers; i++) {
+    if (rt_worker_new(srv, i, &srv->workers[i]) != 0) return RT_ENOMEM;
+    if (srv->chanstats != NULL) rt_hub_share_stats(srv->workers[i]->hub, srv->chanstats);
+  }
+  if (srv->nworkers > 1 && uv_mutex_init_recursive(&srv->lock) != 0) {
+    rt_free(srv->workers); /* nothing else refers to the lock yet */
+    srv->workers = NULL;
+    return RT_ENOMEM;
+  }
+  return 0;
+}
+
 int rt_server_new(const rt_config_t *cfg, rt_server_t **out) {
   *out = NULL;
   if (cfg == NULL || cfg->host == NULL || cfg->path == NULL || cfg->path[0] != '/' ||
       cfg->port < 0 || cfg->port > 65535 || cfg->max_message_size == 0 ||
-      cfg->max_queued_bytes == 0 || cfg->max_header_size < 256 || cfg->max_json_depth == 0)
+      cfg->max_queued_bytes == 0 || cfg->max_header_size < 256 || cfg->max_json_depth == 0 ||
+      cfg->workers < 1 || cfg->workers > RT_WORKERS_MAX)
     return RT_EINVAL;
   rt_server_t *srv = rt_calloc(1, sizeof(*srv));
   if (srv == NULL) return RT_ENOMEM;
   srv->cfg = *cfg;
-  rt_ws_lender_init(&srv->decoders, cfg->max_message_size);
-  srv->hub = rt_hub_new(NULL, NULL);
-  if (srv->hub == NULL || copy_str(&srv->host, cfg->host) || copy_str(&srv->path, cfg->path) ||
+  srv->nworkers = cfg->workers;
+  if (make_workers(srv) != 0 || copy_str(&srv->host, cfg->host) || copy_str(&srv->path, cfg->path) ||
       copy_str(&srv->jwt_secret, cfg->jwt_secret)) {
     rt_server_free(srv);
     return RT_ENOMEM;
@@ -66,12 +82,7 @@ int rt_server_new(const rt_config_t *cfg, rt_server_t **out) {
   srv->cfg.host = srv->host;
   srv->cfg.path = srv->path;
   srv->cfg.jwt_secret = srv->jwt_secret;
-  rt_link_init(&srv->conns);
-  rt_link_init(&srv->handshaking);
-  rt_link_init(&srv->closing);
-  rt_link_init(&srv->pending);
   rt_link_init(&srv->subs);
-  rt_link_init(&srv->authwait);
   srv->state = SRV_NEW;
   rt_presence_limits_t pl = {cfg->max_presence_data_size, cfg->max_presence_per_channel,
                              cfg->presence_timeout_ms};
@@ -94,22 +105,22 @@ int rt_server_new(const rt_config_t *cfg, rt_server_t **out) {
 
 void rt_server_free(rt_server_t *srv) {
   if (srv == NULL) return;
-  while (!rt_link_empty(&srv->subs))
-    rt_server_unsubscribe(srv, RT_CONTAINER_OF(srv->subs.next, rt_subscription_t, link));
-  rt_hub_free(srv->hub);
-  rt_flusher_free(srv->flusher);
+  int locked = srv->workers != NULL && srv->nworkers > 1; /* the lock exists */
+  if (srv->workers != NULL && srv->workers[0] != NULL)
+    while (!rt_link_empty(&srv->subs))
+      rt_server_unsubscribe(srv, RT_CONTAINER_OF(srv->subs.next, rt_subscription_t, link));
   rt_live_free(srv->live);
+  for (unsigned i = 0; srv->workers != NULL && i < srv->nworkers; i++) {
+    if (srv->workers[i] == NULL) continue;
+    rt_worker_join(srv->workers[i]);
+    rt_worker_free(srv->workers[i]);
+  }
+  rt_free(srv->workers);
+  rt_hub_stats_free(srv->chanstats); /* after the hubs that share it */
   rt_presence_free(srv->presence);
   rt_events_free(srv);
   rt_security_free(srv);
-  rt_ws_lender_destroy(&srv->decoders);
-  rt_async_msg_t *m = srv->async_head;
-  while (m != NULL) {
-    rt_async_msg_t *next = m->next;
-    rt_free(m);
-    m = next;
-  }
-  if (srv->state != SRV_NEW) uv_mutex_destroy(&srv->async_mu);
+  if (locked) uv_mutex_destroy(&srv->lock);
   if (srv->owns_loop) uv_loop_close(&srv->own_loop);
   rt_free(srv->host);
   rt_free(srv->path);
@@ -117,96 +128,101 @@ void rt_server_free(rt_server_t *srv) {
   rt_free(srv);
 }
 
-static void on_handle_closed(uv_handle_t *h) {
-  rt_server_t *srv = h->data;
-  srv->handles_open--;
-  if (srv->handles_open == 0) {
-    srv->state = SRV_STOPPED;
-    rt_log(RT_LOG_INFO, "server stopped");
-  }
+/* State changes are atomic stores: rt_server_stop_async and publish_async read it from other threads. */
+static void set_state(rt_server_t *srv, rt_srv_state_t st) {
+  __atomic_store_n(&srv->state, st, __ATOMIC_SEQ_CST);
 }
 
-static void close_handle(rt_server_t *srv, uv_handle_t *h) {
-  if (uv_is_closing(h)) return;
-  h->data = srv;
-  uv_close(h, on_handle_closed);
+static rt_srv_state_t get_state(const rt_server_t *srv) {
+  return __atomic_load_n(&srv->state, __ATOMIC_SEQ_CST);
 }
 
-/* Last step of a stop: every connection is gone; release the server's own handles. */
-static void finish_stop(rt_server_t *srv) {
-  close_handle(srv, (uv_handle_t *)&srv->flush_prep);
-  close_handle(srv, (uv_handle_t *)&srv->tick);
-  close_handle(srv, (uv_handle_t *)&srv->ping);
-  close_handle(srv, (uv_handle_t *)&srv->stop_timer);
-  close_handle(srv, (uv_handle_t *)&srv->async);
-  if (srv->live != NULL) close_handle(srv, rt_live_handle(srv->live));
+/* Called on worker 0 when its connections are gone and when a worker thread ends. */
+void rt_server_maybe_stopped(rt_server_t *srv) {
+  rt_worker_t *w0 = srv->workers[0];
+  if (!w0->finished || atomic_load(&srv->workers_done) < srv->nworkers - 1) return;
+  for (unsigned i = 1; i < srv->nworkers; i++) rt_worker_join(srv->workers[i]);
+  rt_worker_close_last(w0);
 }
-
-void rt_server_conn_freed(rt_server_t *srv) {
-  if (srv->state == SRV_STOPPING && rt_link_empty(&srv->conns)) finish_stop(srv);
-}
-
-static void drain_async(rt_server_t *srv);
-
-static void on_async(uv_async_t *h) {
-  rt_server_t *srv = h->data;
-  drain_async(srv);
-  if (srv->stop_requested) rt_server_stop(srv);
-}
-
-static void on_prepare(uv_prepare_t *h) { rt_flush_pending(h->data); }
-static void on_tick(uv_timer_t *h) {
-  rt_server_t *srv = h->data;
-  rt_conn_sweep_deadlines(srv);
-  rt_srv_presence_sweep(srv);
-  /* Only JWT identities expire: without a verifier there is nothing to walk for. */
-  if (++srv->ticks % (1000 / TICK_MS) == 0 && srv->jwt != NULL) rt_conn_check_expiry(srv);
-}
-static void on_ping(uv_timer_t *h) { rt_conn_ping_all(h->data); }
 
 static int resolve(const rt_server_t *srv, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof(*ss));
   if (uv_ip4_addr(srv->host, srv->cfg.port, (struct sockaddr_in *)ss) == 0) return 0;
   if (uv_ip6_addr(srv->host, srv->cfg.port, (struct sockaddr_in6 *)ss) == 0) return 0;
   return RT_EADDR;
 }
 
-static int listen_socket(rt_server_t *srv) {
+static int bound_port(uv_os_sock_t fd, struct sockaddr_storage *ss) {
+  struct sockaddr_storage bound;
+  socklen_t len = sizeof(bound);
+  if (getsockname(fd, (struct sockaddr *)&bound, &len) != 0) return -1;
+  int port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                               : ((struct sockaddr_in *)&bound)->sin_port);
+  if (ss->ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+  else
+    ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+  return port;
+}
+
+/*
+ * With SO_REUSEPORT a second server of the same user could join our port
+ * and silently take half the connections. A plain bind first (no
+ * SO_REUSEPORT) fails when anything listens there, which keeps "port in
+ * use" an error with several workers too.
+ */
+static int port_in_use(const struct sockaddr_storage *ss) {
+  uv_os_sock_t fd;
+  int r = rt_listen_socket((const struct sockaddr *)ss, 0, &fd);
+  if (r == 0) close(fd);
+  return r;
+}
+
+/* Binds every worker's socket: worker 0 first, the others to the port it got (port 0). */
+static int bind_all(rt_server_t *srv) {
   struct sockaddr_storage ss;
   if (resolve(srv, &ss) != 0) {
     rt_log(RT_LOG_ERROR, "invalid listen address \"%s\" (an IPv4 or IPv6 literal)", srv->host);
     return RT_EADDR;
   }
-  uv_tcp_init(srv->loop, &srv->listener);
-  srv->listener.data = srv;
-  srv->handles_open++;
-  int r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
-  if (r == 0) r = uv_listen((uv_stream_t *)&srv->listener, 1024, rt_conn_on_accept);
-  if (r != 0) {
-    rt_log(RT_LOG_ERROR, "cannot listen on %s:%d: %s", srv->host, srv->cfg.port, uv_strerror(r));
-    close_handle(srv, (uv_handle_t *)&srv->listener);
-    return RT_EADDR;
+  int r = srv->nworkers > 1 && srv->cfg.port != 0 ? port_in_use(&ss) : 0;
+  for (unsigned i = 0; r == 0 && i < srv->nworkers; i++) {
+    r = rt_worker_bind(srv->workers[i], (struct sockaddr *)&ss);
+    if (r == 0 && i == 0) srv->port = bound_port(srv->workers[0]->listen_fd, &ss);
   }
-  struct sockaddr_storage bound;
-  int len = sizeof(bound);
-  uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
-  srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                : ((struct sockaddr_in *)&bound)->sin_port);
-  return 0;
+  if (r == 0) return 0;
+  rt_log(RT_LOG_ERROR, "cannot listen on %s:%d: %s", srv->host, srv->cfg.port, uv_strerror(r));
+  for (unsigned i = 0; i < srv->nworkers; i++) {
+    rt_worker_t *w = srv->workers[i];
+    if (w->listen_fd >= 0) close(w->listen_fd);
+    w->listen_fd = -1;
+  }
+  return RT_EADDR;
 }
 
-static void init_handles(rt_server_t *srv) {
-  uv_prepare_init(srv->loop, &srv->flush_prep);
-  uv_timer_init(srv->loop, &srv->tick);
-  uv_timer_init(srv->loop, &srv->ping);
-  uv_timer_init(srv->loop, &srv->stop_timer);
-  uv_async_init(srv->loop, &srv->async, on_async);
-  srv->flush_prep.data = srv->tick.data = srv->ping.data = srv->stop_timer.data = srv;
-  srv->async.data = srv;
-  srv->handles_open += 5;
-  uv_prepare_start(&srv->flush_prep, on_prepare);
-  uv_timer_start(&srv->tick, on_tick, TICK_MS, TICK_MS);
-  if (srv->cfg.ping_interval_ms > 0)
-    uv_timer_start(&srv->ping, on_ping, srv->cfg.ping_interval_ms, srv->cfg.ping_interval_ms);
+/*
+ * A worker could not start: stop the ones that did, inline for those
+ * without a thread, and run worker 0's loop (when ours) until its handles
+ * are closed, so the server can be freed.
+ */
+static int abort_start(rt_server_t *srv, int r) {
+  set_state(srv, SRV_STOPPING);
+  for (unsigned i = 1; i < srv->nworkers; i++) {
+    rt_worker_t *w = srv->workers[i];
+    if (w->thread_started) {
+      rt_worker_wake(w, RT_WAKE_STOP);
+      rt_worker_join(w);
+    } else if (w->started) {
+      rt_worker_stop(w);
+      uv_run(w->loop, UV_RUN_DEFAULT);
+      uv_loop_close(w->loop);
+    }
+  }
+  atomic_store(&srv->workers_done, srv->nworkers - 1);
+  rt_worker_stop(srv->workers[0]);
+  if (srv->owns_loop) uv_run(srv->loop, UV_RUN_DEFAULT);
+  set_state(srv, SRV_STOPPED);
+  return r;
 }
 
 int rt_server_start(rt_server_t *srv) {
@@ -218,25 +234,20 @@ int rt_server_start(rt_server_t *srv) {
     srv->loop = &srv->own_loop;
     srv->owns_loop = 1;
   }
-  if (uv_mutex_init(&srv->async_mu) != 0) return RT_ENOMEM;
-  srv->flusher = rt_flusher_new(srv->cfg.io_uring);
-  if (srv->flusher == NULL) return RT_ENOMEM;
-  srv->state = SRV_STOPPED; /* until the listener is up, free must not expect handles */
-  int r = listen_socket(srv);
-  if (r != 0) {
-    if (srv->owns_loop) uv_run(srv->loop, UV_RUN_DEFAULT); /* runs the listener's close cb */
-    return r;
-  }
-  init_handles(srv);
-  if (srv->live != NULL) {
-    rt_live_start(srv->live);
-    srv->handles_open++;
-  }
-  srv->state = SRV_RUNNING;
+  set_state(srv, SRV_STOPPED); /* until the listeners are up, free must not expect handles */
+  int r = bind_all(srv);
+  if (r != 0) return r;
+  for (unsigned i = 0; i < srv->nworkers; i++)
+    if ((r = rt_worker_init(srv->workers[i])) != 0) return abort_start(srv, r);
+  if (srv->live != NULL) rt_live_start(srv->live);
   srv->started_at_ms = rt_wall_ms();
-  rt_log(RT_LOG_INFO, "listening on %s:%d%s", srv->host, srv->port, srv->path);
+  set_state(srv, SRV_RUNNING); /* before the threads: they read it */
+  for (unsigned i = 1; i < srv->nworkers; i++)
+    if (rt_worker_spawn(srv->workers[i]) != 0) return abort_start(srv, RT_ENOMEM);
+  rt_log(RT_LOG_INFO, "listening on %s:%d%s (%u worker%s)", srv->host, srv->port, srv->path,
+         srv->nworkers, srv->nworkers == 1 ? "" : "s");
   rt_log(RT_LOG_DEBUG, "flushing with %s",
-         rt_flusher_uses_io_uring(srv->flusher) ? "io_uring" : "writev");
+         rt_flusher_uses_io_uring(srv->workers[0]->flusher) ? "io_uring" : "writev");
   return 0;
 }
 
@@ -247,38 +258,30 @@ int rt_server_run(rt_server_t *srv) {
   return uv_run(srv->loop, UV_RUN_DEFAULT) < 0 ? RT_EIO : 0;
 }
 
-static void on_stop_timeout(uv_timer_t *h) {
-  rt_server_t *srv = h->data;
-  rt_log(RT_LOG_WARN, "shutdown timeout: closing remaining connections");
-  while (!rt_link_empty(&srv->conns))
-    rt_conn_abort(RT_CONTAINER_OF(srv->conns.next, rt_conn_t, all_link));
-}
-
+/*
+ * The calling worker stops first (its inbox is drained, so what it forwards
+ * to the others is queued before their stop bit is seen); the others get a
+ * wake-up. Worker 0 ends last: it joins the threads and closes the loop's
+ * remaining handles.
+ */
 void rt_server_stop(rt_server_t *srv) {
-  if (srv->state != SRV_RUNNING) return;
-  srv->state = SRV_STOPPING;
-  rt_log(RT_LOG_INFO, "stopping: closing %zu connections", srv->open_count);
-  close_handle(srv, (uv_handle_t *)&srv->listener);
-  drain_async(srv);
-  rt_link_t *l = srv->conns.next;
-  while (l != &srv->conns) {
-    rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
-    l = l->next;
-    if (c->state == CONN_OPEN) rt_conn_close(c, RT_CLOSE_GOING_AWAY, "Server shutting down");
-    else if (c->state == CONN_HTTP) rt_conn_abort(c);
+  rt_srv_lock(srv);
+  if (srv->state == SRV_RUNNING) {
+    set_state(srv, SRV_STOPPING);
+    rt_log(RT_LOG_INFO, "stopping: closing %zu connections", rt_server_active_connections(srv));
+    rt_worker_t *self = rt_worker_current(srv);
+    rt_worker_stop(self);
+    for (unsigned i = 0; i < srv->nworkers; i++)
+      if (srv->workers[i] != self) rt_worker_wake(srv->workers[i], RT_WAKE_STOP);
   }
-  if (rt_link_empty(&srv->conns)) {
-    finish_stop(srv);
-    return;
-  }
-  uv_timer_start(&srv->stop_timer, on_stop_timeout, srv->cfg.shutdown_timeout_ms, 0);
+  rt_srv_unlock(srv);
 }
 
 /* Async-signal-safe in practice: an atomic store and uv_async_send (documented as such). */
 void rt_server_stop_async(rt_server_t *srv) {
   srv->stop_requested = 1;
   atomic_thread_fence(memory_order_seq_cst);
-  if (srv->state == SRV_RUNNING) uv_async_send(&srv->async);
+  if (get_state(srv) == SRV_RUNNING) uv_async_send(&srv->workers[0]->async);
 }
 
 /* ------------------------------------------------------------ publishing */
@@ -295,54 +298,36 @@ int64_t rt_server_publish(rt_server_t *srv, const char *channel, const char *jso
   size_t start, vlen;
   r = rt_json_validate(json, len, srv->cfg.max_json_depth, &start, &vlen, NULL);
   if (r != 0) return r;
-  int64_t d = rt_hub_publish(srv->hub, channel, strlen(channel), json + start, vlen, 0);
+  rt_srv_lock(srv);
+  int64_t d = rt_workers_publish(srv, channel, strlen(channel), json + start, vlen, 0);
   if (d >= 0) {
     rt_event_t ev = {.type = RT_EVENT_PUBLISHED, .channel = channel, .size = vlen, .delivered = d};
     rt_events_emit(srv, &ev);
   }
+  rt_srv_unlock(srv);
   return d;
 }
 
+/* Worker 0 publishes it, in the order of the calls (its inbox is a FIFO). */
 int rt_server_publish_async(rt_server_t *srv, const char *channel, const char *json, size_t len) {
   int r = check_publish(srv, channel, len);
   if (r != 0) return r;
-  if (srv->state != SRV_RUNNING) return RT_ESTATE;
+  if (get_state(srv) != SRV_RUNNING) return RT_ESTATE;
   size_t clen = strlen(channel);
-  rt_async_msg_t *m = rt_malloc(sizeof(*m) + clen + 1 + len);
+  rt_inbox_msg_t *m = rt_inbox_msg_new(RT_INBOX_API_PUBLISH, channel, clen, len);
   if (m == NULL) return RT_ENOMEM;
-  m->next = NULL;
-  m->channel_len = clen;
+  memcpy(m->channel + clen + 1, json, len);
   m->data_len = len;
-  memcpy(m->bytes, channel, clen + 1);
-  memcpy(m->bytes + clen + 1, json, len);
-  uv_mutex_lock(&srv->async_mu);
-  if (srv->async_tail != NULL)
-    srv->async_tail->next = m;
-  else
-    srv->async_head = m;
-  srv->async_tail = m;
-  uv_mutex_unlock(&srv->async_mu);
-  uv_async_send(&srv->async);
-  return 0;
-}
-
-static void drain_async(rt_server_t *srv) {
-  uv_mutex_lock(&srv->async_mu);
-  rt_async_msg_t *m = srv->async_head;
-  srv->async_head = srv->async_tail = NULL;
-  uv_mutex_unlock(&srv->async_mu);
-  while (m != NULL) {
-    rt_async_msg_t *next = m->next;
-    int64_t r = rt_server_publish(srv, m->bytes, m->bytes + m->channel_len + 1, m->data_len);
-    if (r < 0)
-      rt_log(RT_LOG_WARN, "async publish to \"%s\" refused: %s", m->bytes, rt_strerror((int)r));
-    rt_free(m);
-    m = next;
-  }
+  return rt_worker_post(srv->workers[0], m);
 }
 
 /* ------------------------------------------------- server-side subscribers */
 
+/*
+ * Server-side subscriptions live in worker 0's hub, so their callbacks run
+ * on worker 0's thread (the embedder's loop thread): publishes made on
+ * other workers reach them through worker 0's inbox.
+ */
 static int sub_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg) {
   rt_subscription_t *s = RT_CONTAINER_OF(peer, rt_subscription_t, peer);
   s->cb(msg->channel, msg->data, msg->data_len, &msg->meta, s->user_data);
@@ -365,33 +350,129 @@ int rt_server_subscribe(rt_server_t *srv, const char *channel, rt_message_cb cb,
   s->srv = srv;
   s->cb = cb;
   s->user_data = user_data;
-  int r = rt_hub_subscribe(srv->hub, &s->peer, channel, strlen(channel));
+  rt_srv_lock(srv);
+  int r = rt_hub_subscribe(srv->workers[0]->hub, &s->peer, channel, strlen(channel));
+  if (r == 0) rt_link_push_back(&srv->subs, &s->link);
+  rt_srv_unlock(srv);
   if (r != 0) {
     rt_free(s->channel);
     rt_free(s);
     return r;
   }
-  rt_link_push_back(&srv->subs, &s->link);
   *out = s;
   return 0;
 }
 
 void rt_server_unsubscribe(rt_server_t *srv, rt_subscription_t *sub) {
   if (sub == NULL) return;
-  rt_hub_unsubscribe_all(srv->hub, &sub->peer);
+  rt_srv_lock(srv);
+  rt_hub_unsubscribe_all(srv->workers[0]->hub, &sub->peer);
   rt_link_remove(&sub->link);
+  rt_srv_unlock(srv);
   rt_free(sub->channel);
   rt_free(sub);
 }
 
 /* ------------------------------------------------------------ statistics */
 
+/*
+ * Channel statistics over the workers' hubs. Their counters are one shared
+ * record per channel (rt_hub_stats_t), so every hub reports the same
+ * figures for a channel except its own subscribers, which add up.
+ */
+static void merge_channel(rt_channel_stats_t *a, const rt_channel_stats_t *b) {
+  a->subscribers += b->subscribers;
+}
+
+typedef struct {
+  rt_channel_stats_t *arr; /* merged entries */
+  size_t n;                /* entries in arr */
+  size_t cap;              /* capacity of arr */
+  rt_strmap_t index;       /* name -> entry index + 1 */
+} merged_t;
+
+/* Takes st (one hub's array): entries merge into `m` (names moved or freed). */
+static int merge_hub(merged_t *m, rt_channel_stats_t *st, size_t n) {
+  int r = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (r != 0) {
+      rt_free(st[i].name);
+      continue;
+    }
+    uintptr_t at = (uintptr_t)rt_strmap_find(&m->index, st[i].name, strlen(st[i].name));
+    if (at != 0) {
+      merge_channel(&m->arr[at - 1], &st[i]);
+      rt_free(st[i].name);
+      continue;
+    }
+    if (m->n == m->cap) {
+      size_t cap = m->cap ? m->cap * 2 : 16;
+      rt_channel_stats_t *p = rt_realloc(m->arr, cap * sizeof(*p));
+      if (p == NULL || rt_strmap_reserve(&m->index) != 0) {
+        if (p != NULL) m->arr = p, m->cap = cap;
+        r = RT_ENOMEM;
+        rt_free(st[i].name);
+        continue;
+      }
+      m->arr = p;
+      m->cap = cap;
+    } else if (rt_strmap_reserve(&m->index) != 0) {
+      r = RT_ENOMEM;
+      rt_free(st[i].name);
+      continue;
+    }
+    m->arr[m->n] = st[i];
+    rt_strmap_insert(&m->index, st[i].name, strlen(st[i].name), (void *)(uintptr_t)(m->n + 1));
+    m->n++;
+  }
+  rt_free(st);
+  return r;
+}
+
+/* Channel statistics over every worker's hub (lock held). */
+static int channel_stats(rt_server_t *srv, const char *name, rt_channel_stats_t **out,
+                         size_t *count) {
+  *out = NULL;
+  *count = 0;
+  if (srv->nworkers == 1) return rt_hub_channel_stats(srv->workers[0]->hub, name, out, count);
+  merged_t m = {0};
+  rt_strmap_init(&m.index, 0, 0);
+  int r = 0;
+  for (unsigned i = 0; r == 0 && i < srv->nworkers; i++) {
+    rt_channel_stats_t *st;
+    size_t n;
+    int h = rt_hub_channel_stats(srv->workers[i]->hub, name, &st, &n);
+    if (h == RT_ENOENT) continue;
+    r = h != 0 ? h : merge_hub(&m, st, n);
+  }
+  rt_strmap_destroy(&m.index);
+  if (r == 0 && name != NULL && m.n == 0) r = RT_ENOENT;
+  if (r != 0) {
+    rt_channel_stats_free(m.arr, m.n);
+    return r;
+  }
+  *out = m.arr;
+  *count = m.n;
+  return 0;
+}
+
 int rt_server_channel_stats(rt_server_t *srv, const char *name, rt_channel_stats_t **out,
                             size_t *count) {
-  int r = rt_hub_channel_stats(srv->hub, name, out, count);
+  rt_srv_lock(srv);
+  int r = channel_stats(srv, name, out, count);
   for (size_t i = 0; r == 0 && i < *count; i++)
     (*out)[i].presence = rt_presence_count(srv->presence, (*out)[i].name, strlen((*out)[i].name));
+  rt_srv_unlock(srv);
   return r;
+}
+
+size_t rt_srv_channel_count(rt_server_t *srv) {
+  if (srv->nworkers == 1) return rt_hub_channel_count(srv->workers[0]->hub);
+  rt_channel_stats_t *st;
+  size_t n = 0;
+  if (channel_stats(srv, NULL, &st, &n) != 0) return 0;
+  rt_channel_stats_free(st, n);
+  return n;
 }
 
 _Static_assert(sizeof(((rt_client_info_t *)0)->remote_addr) == RT_ADDR_TEXT,
@@ -410,29 +491,43 @@ static int fill_info(rt_conn_t *c, rt_client_info_t *ci) {
   return rt_hub_peer_channels(&c->peer, &ci->subscriptions, &ci->subscription_count);
 }
 
-int rt_server_client_info(rt_server_t *srv, uint64_t id, rt_client_info_t **out, size_t *count) {
-  *out = NULL;
-  *count = 0;
-  size_t n = id != 0 ? 1 : srv->open_count;
-  rt_client_info_t *arr = rt_calloc(n ? n : 1, sizeof(*arr));
-  if (arr == NULL) return RT_ENOMEM;
-  size_t i = 0;
-  for (rt_link_t *l = srv->conns.next; l != &srv->conns && i < n; l = l->next) {
+/* Fills arr from worker w's open conns (all, or the one with `id`); returns the new count or -1. */
+static long collect_info(rt_worker_t *w, uint64_t id, rt_client_info_t *arr, size_t i, size_t n) {
+  for (rt_link_t *l = w->conns.next; l != &w->conns && i < n; l = l->next) {
     rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
     if (c->state != CONN_OPEN || (id != 0 && c->peer.id != id)) continue;
     if (fill_info(c, &arr[i]) != 0) {
       rt_client_info_free(arr, i);
-      return RT_ENOMEM;
+      return -1;
     }
     i++;
   }
+  return (long)i;
+}
+
+static int client_info(rt_server_t *srv, uint64_t id, rt_client_info_t **out, size_t *count) {
+  size_t n = id != 0 ? 1 : rt_server_active_connections(srv);
+  rt_client_info_t *arr = rt_calloc(n ? n : 1, sizeof(*arr));
+  if (arr == NULL) return RT_ENOMEM;
+  long i = 0;
+  for (unsigned k = 0; k < srv->nworkers; k++)
+    if ((i = collect_info(srv->workers[k], id, arr, (size_t)i, n)) < 0) return RT_ENOMEM;
   if (id != 0 && i == 0) {
     rt_free(arr);
     return RT_ENOENT;
   }
   *out = arr;
-  *count = i;
+  *count = (size_t)i;
   return 0;
+}
+
+int rt_server_client_info(rt_server_t *srv, uint64_t id, rt_client_info_t **out, size_t *count) {
+  *out = NULL;
+  *count = 0;
+  rt_srv_lock(srv);
+  int r = client_info(srv, id, out, count);
+  rt_srv_unlock(srv);
+  return r;
 }
 
 void rt_client_info_free(rt_client_info_t *info, size_t count) {
@@ -444,11 +539,29 @@ void rt_client_info_free(rt_client_info_t *info, size_t count) {
   rt_free(info);
 }
 
-size_t rt_server_active_connections(const rt_server_t *srv) { return srv->open_count; }
+size_t rt_server_active_connections(const rt_server_t *srv) {
+  size_t n = 0;
+  rt_srv_lock(srv);
+  for (unsigned i = 0; i < srv->nworkers; i++) n += srv->workers[i]->open_count;
+  rt_srv_unlock(srv);
+  return n;
+}
 
 void rt_server_totals(const rt_server_t *srv, rt_server_totals_t *out) {
+  rt_srv_lock(srv);
   *out = srv->totals;
-  rt_hub_totals(srv->hub, &out->messages_published, &out->messages_delivered);
+  out->messages_published = srv->published;
+  out->messages_delivered = 0;
+  out->socket_writes = out->frames_written = 0;
+  for (unsigned i = 0; i < srv->nworkers; i++) {
+    rt_worker_t *w = srv->workers[i];
+    uint64_t d;
+    rt_hub_totals(w->hub, NULL, &d);
+    out->messages_delivered += d;
+    out->socket_writes += atomic_load_explicit(&w->socket_writes, memory_order_relaxed);
+    out->frames_written += atomic_load_explicit(&w->frames_written, memory_order_relaxed);
+  }
+  rt_srv_unlock(srv);
 }
 
 /* One channel of GET /stats. Names are valid channel names: no escaping needed. */
@@ -467,14 +580,28 @@ static int stats_channel(rt_strbuf_t *b, const rt_channel_stats_t *st, int first
   return rt_strbuf_append(b, buf, (size_t)n);
 }
 
-int rt_srv_stats_json(rt_server_t *srv, rt_strbuf_t *out) {
+/* "workers":N,"workerConnections":[a,b,...] */
+static int stats_workers(rt_server_t *srv, rt_strbuf_t *out) {
+  char buf[64];
+  int k = snprintf(buf, sizeof(buf), ",\"workers\":%u,\"workerConnections\":[", srv->nworkers);
+  int r = rt_strbuf_append(out, buf, (size_t)k);
+  for (unsigned i = 0; r == 0 && i < srv->nworkers; i++) {
+    k = snprintf(buf, sizeof(buf), "%s%zu", i ? "," : "", srv->workers[i]->open_count);
+    r = rt_strbuf_append(out, buf, (size_t)k);
+  }
+  return r == 0 ? rt_strbuf_append(out, "]", 1) : r;
+}
+
+static int stats_json(rt_server_t *srv, rt_strbuf_t *out) {
   rt_channel_stats_t *st;
   size_t n;
   char buf[512];
   if (rt_server_channel_stats(srv, NULL, &st, &n) != 0) return RT_ENOMEM;
-  int k = snprintf(buf, sizeof(buf), "{\"uptimeMs\":%lld,\"connections\":%zu,\"channels\":[",
-                   (long long)(rt_wall_ms() - srv->started_at_ms), srv->open_count);
+  int k = snprintf(buf, sizeof(buf), "{\"uptimeMs\":%lld,\"connections\":%zu",
+                   (long long)(rt_wall_ms() - srv->started_at_ms), rt_server_active_connections(srv));
   int r = rt_strbuf_append(out, buf, (size_t)k);
+  if (r == 0) r = stats_workers(srv, out);
+  if (r == 0) r = rt_strbuf_append(out, ",\"channels\":[", 13);
   for (size_t i = 0; r == 0 && i < n; i++) r = stats_channel(out, &st[i], i == 0);
   rt_channel_stats_free(st, n);
   rt_server_totals_t t;
@@ -497,28 +624,45 @@ int rt_srv_stats_json(rt_server_t *srv, rt_strbuf_t *out) {
   return r;
 }
 
+int rt_srv_stats_json(rt_server_t *srv, rt_strbuf_t *out) {
+  rt_srv_lock(srv);
+  int r = stats_json(srv, out);
+  rt_srv_unlock(srv);
+  return r;
+}
+
 /* ------------------------------------------------------------ live queries */
 
 int rt_server_subscribe_query(rt_server_t *srv, uint64_t client_id, const char *sql,
                               const char *params_json, char sub_id[24]) {
+  rt_srv_lock(srv);
   rt_conn_t *c = rt_conn_find(srv, client_id);
-  if (c == NULL) return RT_ENOENT;
-  if (sql == NULL) return RT_EINVAL;
   rt_errbuf_t err = {{0}};
-  int r = rt_live_subscribe(srv->live, c, sql, RT_LIVE_TRUSTED, params_json,
-                            params_json != NULL ? strlen(params_json) : 0, 0, 0, sub_id, &err);
-  if (r != 0) rt_log(RT_LOG_WARN, "subscribe_query for client=%llu: %s",
-                     (unsigned long long)client_id, err.msg);
+  int r = c == NULL     ? RT_ENOENT
+          : sql == NULL ? RT_EINVAL
+                        : rt_live_subscribe(srv->live, c, sql, RT_LIVE_TRUSTED, params_json,
+                                        params_json != NULL ? strlen(params_json) : 0, 0, 0,
+                                        sub_id, &err);
+  rt_srv_unlock(srv);
+  if (r != 0 && r != RT_ENOENT && r != RT_EINVAL)
+    rt_log(RT_LOG_WARN, "subscribe_query for client=%llu: %s", (unsigned long long)client_id,
+           err.msg);
   return r;
 }
 
 int rt_server_unsubscribe_query(rt_server_t *srv, const char *sub_id) {
   if (sub_id == NULL) return RT_EINVAL;
-  return rt_live_unsubscribe_id(srv->live, sub_id);
+  rt_srv_lock(srv);
+  int r = rt_live_unsubscribe_id(srv->live, sub_id);
+  rt_srv_unlock(srv);
+  return r;
 }
 
 int64_t rt_server_notify_query_update(rt_server_t *srv, const char *sql, const char *rows_json,
                                       size_t len) {
   if (sql == NULL || rows_json == NULL) return RT_EINVAL;
-  return rt_live_notify(srv->live, sql, rows_json, len);
+  rt_srv_lock(srv);
+  int64_t r = rt_live_notify(srv->live, sql, rows_json, len);
+  rt_srv_unlock(srv);
+  return r;
 }

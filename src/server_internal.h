@@ -6,6 +6,7 @@
 #ifndef RT_SERVER_INTERNAL_H
 #define RT_SERVER_INTERNAL_H
 
+#include <stdatomic.h>
 #include <uv.h>
 
 #include "auth_apikey.h"
@@ -21,6 +22,7 @@
 #include "ws_codec.h"
 
 typedef struct rt_conn_s rt_conn_t;
+typedef struct rt_worker_s rt_worker_t; /* src/worker.h */
 typedef struct rt_flusher_s rt_flusher_t;
 
 /*
@@ -77,12 +79,13 @@ typedef enum {
 struct rt_conn_s {
   uv_tcp_t tcp;            /* the socket; tcp.data == this */
   rt_server_t *srv;        /* owning server */
+  rt_worker_t *worker;     /* owning worker: only its thread touches this conn's I/O */
   rt_peer_t peer;          /* hub subscriber (peer.id == client id) */
   rt_conn_state_t state;   /* lifecycle state */
-  rt_link_t all_link;      /* in srv->conns */
-  rt_link_t timer_link;    /* in srv->handshaking or srv->closing (FIFO by deadline) */
+  rt_link_t all_link;      /* in worker->conns */
+  rt_link_t timer_link;    /* in worker->handshaking, closing or authwait (FIFO by deadline) */
   uint64_t deadline_ms;    /* uv_now() deadline for the list timer_link is in */
-  rt_link_t pending_link;  /* in srv->pending while frames wait for a flush */
+  rt_link_t pending_link;  /* in worker->pending while frames wait for a flush */
   unsigned writing : 1;    /* a uv_write is in flight (its request is allocated, freed in its cb) */
   unsigned awaiting_pong : 1;  /* pinged, no pong yet */
   unsigned close_after_flush : 1; /* uv_close once the sendq drains */
@@ -91,7 +94,7 @@ struct rt_conn_s {
   char *head;              /* HTTP head bytes so far (CONN_HTTP only) */
   size_t head_len;         /* bytes in head */
   rt_ws_decoder_t *dec;    /* own decoder while a frame or message spans reads, else NULL
-                              (srv->decoders lends one per read) */
+                              (its worker's decoders lend one per read) */
   rt_sendq_t sendq;        /* frames queued to this client */
   size_t inflight_bytes;   /* bytes handed to the uv_write in flight (flush.c allocates it) */
   size_t inflight_frames;  /* frames (from the sendq head) covered by that uv_write */
@@ -112,60 +115,58 @@ struct rt_conn_s {
   const char *close_reason;     /* static text of the close we sent, or "" */
 };
 
-typedef struct rt_async_msg_s {
-  struct rt_async_msg_s *next; /* FIFO link */
-  size_t channel_len;          /* bytes of the channel name at bytes[0] */
-  size_t data_len;             /* bytes of data after the channel's NUL */
-  char bytes[];                /* channel NUL data */
-} rt_async_msg_t;
+/* How rt_conn_end (and an inbox close) ends a connection. */
+typedef enum { RT_CLOSE_HOW_CLOSE, RT_CLOSE_HOW_FAIL, RT_CLOSE_HOW_ABORT } rt_close_how_t;
 
 typedef enum { SRV_NEW, SRV_RUNNING, SRV_STOPPING, SRV_STOPPED } rt_srv_state_t;
 
+/*
+ * The server: configuration and everything its workers share. Fields marked
+ * (lock) are read and written only under srv->lock when nworkers > 1; the
+ * per-loop state (hub, connections, handles) is on each rt_worker_t.
+ */
 struct rt_server_s {
   rt_config_t cfg;          /* copy; strings below are owned copies */
   char *host;               /* owned cfg.host */
   char *path;               /* owned cfg.path */
   char *jwt_secret;         /* owned cfg.jwt_secret */
-  rt_srv_state_t state;     /* lifecycle */
-  uv_loop_t *loop;          /* the loop we run on */
+  rt_srv_state_t state;     /* lifecycle (lock) */
+  uv_loop_t *loop;          /* worker 0's loop: cfg.loop or own_loop */
   uv_loop_t own_loop;       /* used when cfg.loop was NULL */
   int owns_loop;            /* loop == &own_loop */
-  rt_hub_t *hub;            /* channels and subscriptions */
-  uv_tcp_t listener;        /* listening socket */
+  rt_worker_t **workers;    /* nworkers workers; [0] runs on loop */
+  unsigned nworkers;        /* cfg.workers, fixed at rt_server_new */
+  uv_mutex_t lock;          /* the server lock (recursive), used when nworkers > 1 */
+  atomic_uint workers_done; /* worker threads whose loop has ended */
   int port;                 /* bound port */
-  uv_prepare_t flush_prep;  /* flush-before-sleep */
-  rt_flusher_t *flusher;    /* per-loop write-path state (io_uring batch) */
-  uv_timer_t tick;          /* handshake/close deadlines */
-  uv_timer_t ping;          /* keep-alive pings */
-  uv_timer_t stop_timer;    /* shutdown budget */
-  uv_async_t async;         /* publish_async and stop_async wake-ups */
-  uv_mutex_t async_mu;      /* guards async_head/tail */
-  rt_async_msg_t *async_head; /* queued cross-thread publishes */
-  rt_async_msg_t *async_tail;
   volatile int stop_requested; /* set by rt_server_stop_async */
-  int handles_open;         /* uv handles not yet closed (for shutdown) */
-  rt_link_t conns;          /* all connections */
-  rt_link_t handshaking;    /* CONN_HTTP conns, oldest first */
-  rt_link_t closing;        /* conns waiting for the peer's close, oldest first */
-  rt_link_t pending;        /* conns with frames to flush */
-  size_t open_count;        /* conns in CONN_OPEN */
-  rt_link_t subs;           /* server-side subscriptions */
-  uint64_t next_client_id;  /* ids start at 1 */
+  rt_link_t subs;           /* server-side subscriptions (in worker 0's hub) (lock) */
+  uint64_t next_client_id;  /* ids start at 1, unique across workers (lock) */
+  uint64_t published;       /* publishes that reached a channel on any worker (lock) */
+  rt_hub_stats_t *chanstats; /* per-channel counters shared by the hubs (nworkers > 1) (lock) */
   int64_t started_at_ms;    /* wall clock at start */
-  rt_server_totals_t totals; /* counters (published/delivered read from the hub) */
-  rt_link_t authwait;       /* open conns that must still authenticate, oldest first */
+  rt_server_totals_t totals; /* shared counters (lock); write counters are per worker */
   rt_jwt_verifier_t *jwt;   /* NULL when no JWT key is configured */
-  rt_apikey_store_t *apikeys; /* API keys (config + run time) */
-  rt_iplimit_t *iplimit;    /* per-IP connection counts, NULL when unlimited */
+  rt_apikey_store_t *apikeys; /* API keys (config + run time) (lock) */
+  rt_iplimit_t *iplimit;    /* per-IP connection counts, NULL when unlimited (lock) */
   rt_rate_policy_t rate_policy; /* per-client limits from cfg.rate_limit */
-  unsigned ticks;           /* tick counter (token expiry is checked every second) */
-  rt_presence_t *presence;  /* who is in which channel */
-  rt_live_t *live;          /* live queries; NULL when none are configured */
-  rt_listener_t *listeners[RT_EVENT__COUNT]; /* event listeners per type */
+  rt_presence_t *presence;  /* who is in which channel (lock) */
+  rt_live_t *live;          /* live queries, run on worker 0; NULL when none (lock) */
+  rt_listener_t *listeners[RT_EVENT__COUNT]; /* event listeners per type (lock) */
   int dispatching;          /* depth of event dispatch (removals are deferred while > 0) */
-  char rbuf[65536];         /* loop-wide read buffer (one read is decoded before the next) */
-  rt_ws_lender_t decoders;  /* the loop-wide decoder, lent for each read (ws_codec.h) */
 };
+
+/*
+ * The server lock: every worker callback that touches shared or protocol
+ * state holds it; the write path does not. Recursive, so listeners and C API
+ * calls made from callbacks take it again. A single worker skips it.
+ */
+static inline void rt_srv_lock(const rt_server_t *srv) {
+  if (srv->nworkers > 1) uv_mutex_lock((uv_mutex_t *)&srv->lock);
+}
+static inline void rt_srv_unlock(const rt_server_t *srv) {
+  if (srv->nworkers > 1) uv_mutex_unlock((uv_mutex_t *)&srv->lock);
+}
 
 int64_t rt_wall_ms(void);
 
@@ -189,9 +190,11 @@ rt_frame_t *rt_srv_presence_list(rt_server_t *srv, const char *channel, size_t l
 
 /* server.c: the GET /stats document (channels and totals). 0 or RT_ENOMEM. */
 int rt_srv_stats_json(rt_server_t *srv, rt_strbuf_t *out);
+/* server.c: distinct channels over all workers' hubs (GET /health). Lock held. */
+size_t rt_srv_channel_count(rt_server_t *srv);
 
-/* server.c: a connection was freed (shutdown waits for the last one). */
-void rt_server_conn_freed(rt_server_t *srv);
+/* server.c: worker 0's stop is complete when all workers are done; closes what is left. */
+void rt_server_maybe_stopped(rt_server_t *srv);
 
 /* src/io/conn.c */
 #define RT_ADDR_TEXT 64 /* "ip:port" with its NUL: fits any IPv6 text (46) and a port */
@@ -217,7 +220,11 @@ void rt_conn_close(rt_conn_t *c, uint16_t code, const char *reason);
 void rt_conn_fail(rt_conn_t *c, uint16_t code, const char *reason);
 /* Closes the socket now (no close frame); frees the conn in the close callback. */
 void rt_conn_abort(rt_conn_t *c);
-/* Queues a frame (takes ownership of one reference) and schedules a flush. */
+/*
+ * Queues a frame (takes ownership of one reference) and schedules a flush.
+ * From another worker's thread the frame is copied to the owner's inbox
+ * (by connection id: dropped if the connection is gone by then).
+ */
 int rt_conn_send(rt_conn_t *c, rt_frame_t *f);
 /*
  * Charges one command of kind op to c's rate limits (rt_ratelimit_take).
@@ -228,15 +235,19 @@ int rt_conn_send(rt_conn_t *c, rt_frame_t *f);
  * when non-NULL) or RT_ENOMEM.
  */
 int rt_conn_rate_take(rt_conn_t *c, rt_rate_op_t op, rt_rate_verdict_t *out);
-/* The open conn with this id, or NULL (linear: API calls, not the hot path). */
+/* Closes/fails/aborts c from any thread (its owner's inbox when foreign). Lock held. */
+void rt_conn_end(rt_conn_t *c, rt_close_how_t how, uint16_t code, const char *reason);
+/* The conn of worker w with this id (any state but CLOSED), or NULL. */
+rt_conn_t *rt_conn_by_id(rt_worker_t *w, uint64_t id);
+/* The open conn with this id on any worker, or NULL. Lock held. */
 rt_conn_t *rt_conn_find(rt_server_t *srv, uint64_t id);
-/* Fails every open conn whose identity's user id is `user_id`. */
+/* Fails every open conn (every worker) whose identity's user id is `user_id`. Lock held. */
 void rt_conn_close_user(rt_server_t *srv, const char *user_id, uint16_t code, const char *reason);
 /* Pushes token_expired / closes clients whose token ran out (once a second). */
-void rt_conn_check_expiry(rt_server_t *srv);
+void rt_conn_check_expiry(rt_worker_t *w);
 /* Deadline sweep (handshake and close timeouts) and keep-alive pings. */
-void rt_conn_sweep_deadlines(rt_server_t *srv);
-void rt_conn_ping_all(rt_server_t *srv);
+void rt_conn_sweep_deadlines(rt_worker_t *w);
+void rt_conn_ping_all(rt_worker_t *w);
 
 /* src/io/flush.c */
 /* Per-loop write-path state; with use_io_uring, sends are batched when the kernel allows. */
@@ -245,13 +256,9 @@ rt_flusher_t *rt_flusher_new(int use_io_uring);
 void rt_flusher_free(rt_flusher_t *fl);
 /* 1 when flushes go through io_uring, 0 when through writev. */
 int rt_flusher_uses_io_uring(const rt_flusher_t *fl);
-/* Links c onto the server's pending-flush list (once). Inline: it runs once per delivery. */
-static inline void rt_flush_schedule(rt_conn_t *c) {
-  if (!rt_link_empty(&c->pending_link) || c->state == CONN_CLOSED) return;
-  rt_link_push_back(&c->srv->pending, &c->pending_link);
-}
-/* Writes every pending conn's queue (called from the prepare handle). */
-void rt_flush_pending(rt_server_t *srv);
+/* rt_flush_schedule (inline: it runs once per delivery) is in worker.h. */
+/* Writes every pending conn's queue (called from the prepare handle, without the lock). */
+void rt_flush_pending(rt_worker_t *w);
 /* Drops queued frames that are not partly written or in flight. */
 void rt_flush_drop_unsent(rt_conn_t *c);
 

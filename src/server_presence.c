@@ -4,7 +4,9 @@
  * channel's WebSocket subscribers as presence_join / presence_update /
  * presence_leave and reported to RT_EVENT_PRESENCE listeners, in the order
  * the changes happen. Also the C API calls of the seed (updatePresence,
- * getPresence) and presence_get's reply.
+ * getPresence) and presence_get's reply. Presence is one table for all
+ * workers (under the server lock); each push goes to every worker's
+ * subscribers of the channel.
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "channel.h"
 #include "proto.h"
 #include "server_internal.h"
+#include "worker.h"
 
 static const char *const push_type[] = {
     [RT_PRESENCE_JOIN] = "presence_join",
@@ -35,7 +38,7 @@ static rt_frame_t *push_frame(const rt_presence_entry_t *e, rt_presence_change_t
 static void notify(rt_server_t *srv, const rt_presence_entry_t *e, rt_presence_change_t change) {
   rt_frame_t *f = push_frame(e, change);
   if (f != NULL) {
-    rt_hub_push(srv->hub, e->channel, e->channel_len, f);
+    rt_workers_push(srv, e->channel, e->channel_len, f); /* every worker's subscribers */
     rt_frame_unref(f);
   }
   char channel[RT_CHANNEL_MAX + 1];
@@ -87,13 +90,18 @@ int rt_server_update_presence(rt_server_t *srv, const char *client_id, const cha
   size_t start, vlen;
   int r = rt_json_validate(json, len, srv->cfg.max_json_depth, &start, &vlen, NULL);
   if (r != 0) return r;
-  return rt_srv_presence_set(srv, channel, strlen(channel), client_id, NULL, json + start, vlen,
-                             NULL);
+  rt_srv_lock(srv);
+  r = rt_srv_presence_set(srv, channel, strlen(channel), client_id, NULL, json + start, vlen, NULL);
+  rt_srv_unlock(srv);
+  return r;
 }
 
 int rt_server_remove_presence(rt_server_t *srv, const char *client_id, const char *channel) {
   if (client_id == NULL || channel == NULL) return RT_EINVAL;
-  return rt_srv_presence_leave(srv, channel, strlen(channel), client_id);
+  rt_srv_lock(srv);
+  int r = rt_srv_presence_leave(srv, channel, strlen(channel), client_id);
+  rt_srv_unlock(srv);
+  return r;
 }
 
 typedef struct {
@@ -115,11 +123,8 @@ static int collect(const rt_presence_entry_t *e, void *ud) {
   return pi->client_id == NULL || pi->data == NULL || (e->user_id != NULL && pi->user_id == NULL);
 }
 
-int rt_server_get_presence(rt_server_t *srv, const char *channel, rt_presence_info_t **out,
-                           size_t *count) {
-  *out = NULL;
-  *count = 0;
-  if (channel == NULL) return RT_EINVAL;
+static int get_presence(rt_server_t *srv, const char *channel, rt_presence_info_t **out,
+                        size_t *count) {
   size_t n = rt_presence_count(srv->presence, channel, strlen(channel));
   if (n == 0) return 0;
   collect_t c = {rt_calloc(n, sizeof(rt_presence_info_t)), 0};
@@ -131,6 +136,17 @@ int rt_server_get_presence(rt_server_t *srv, const char *channel, rt_presence_in
   *out = c.arr;
   *count = c.n;
   return 0;
+}
+
+int rt_server_get_presence(rt_server_t *srv, const char *channel, rt_presence_info_t **out,
+                           size_t *count) {
+  *out = NULL;
+  *count = 0;
+  if (channel == NULL) return RT_EINVAL;
+  rt_srv_lock(srv);
+  int r = get_presence(srv, channel, out, count);
+  rt_srv_unlock(srv);
+  return r;
 }
 
 void rt_presence_info_free(rt_presence_info_t *info, size_t count) {

@@ -163,7 +163,8 @@ typedef struct rt_config_s {
   uint32_t live_max_rows;        /* rows of one result, default 10000 */
   size_t live_max_bytes;         /* bytes of one encoded result, default 1 MiB */
   uint32_t max_presence_per_channel; /* presence entries per channel, default 10000 */
-  void *loop;                    /* uv_loop_t * to run on; NULL = server owns one */
+  uint32_t workers;              /* event-loop threads sharing the port (1-64), default 1 */
+  void *loop;                    /* uv_loop_t * to run on (worker 0's); NULL = server owns one */
 } rt_config_t;
 
 RT_API void rt_config_init(rt_config_t *cfg);

@@ -39,13 +39,14 @@ typedef struct {
   const char *host;         /* --host value (borrowed from argv), NULL = not given */
   const char *port;         /* --port value, parsed by the config layer */
   const char *path;         /* --path value */
+  const char *workers;      /* --workers value */
   int check_only;           /* --check-config: validate, report, exit */
   rt_log_level_t log_level; /* --log-level, default info */
 } options_t;
 
 typedef enum { PARSE_RUN, PARSE_EXIT_OK, PARSE_USAGE } parse_result_t;
 
-enum { OPT_HOST = 256, OPT_PATH, OPT_CHECK, OPT_LOG_LEVEL };
+enum { OPT_HOST = 256, OPT_PATH, OPT_CHECK, OPT_LOG_LEVEL, OPT_WORKERS };
 
 static const struct option long_options[] = {
     {"help", no_argument, NULL, 'h'},
@@ -53,6 +54,7 @@ static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
     {"port", required_argument, NULL, 'p'},
     {"path", required_argument, NULL, OPT_PATH},
+    {"workers", required_argument, NULL, OPT_WORKERS},
     {"config", required_argument, NULL, 'c'},
     {"check-config", no_argument, NULL, OPT_CHECK},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -194,6 +196,8 @@ static void print_help(void) {
       "      --host HOST       listen address (default 0.0.0.0)\n"
       "  -p, --port PORT       listen port, 0 picks a free one (default 8080)\n"
       "      --path PATH       WebSocket endpoint path (default /ws)\n"
+      "      --workers N       event-loop threads sharing the port, 1-64\n"
+      "                        (default: the number of online CPUs)\n"
       "      --check-config    load and validate the configuration, print the result, exit\n"
       "      --log-level LEVEL debug, info, warn or error (default info)\n"
       "  -h, --help            show this help\n"
@@ -272,6 +276,7 @@ static parse_result_t parse_args(int argc, char **argv, options_t *opts) {
       case 'p': opts->port = optarg; break;
       case OPT_HOST: opts->host = optarg; break;
       case OPT_PATH: opts->path = optarg; break;
+      case OPT_WORKERS: opts->workers = optarg; break;
       case OPT_CHECK: opts->check_only = 1; break;
       case OPT_LOG_LEVEL:
         if (parse_level(optarg, &opts->log_level) != 0) {
@@ -303,6 +308,15 @@ static void warn_unknown_env(void) {
   }
 }
 
+/*
+ * The daemon's default is one worker per online CPU (the library's is 1:
+ * an embedder opts in). A file, REALTIME_WORKERS or --workers overrides it.
+ */
+static uint32_t default_workers(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > 64 ? 64 : (uint32_t)n;
+}
+
 /* defaults < file < environment < flags, then derived defaults and the cross-field checks. */
 static int build_config(const options_t *opts, rt_config_store_t *store, rt_config_t *cfg,
                         rt_errbuf_t *err) {
@@ -312,8 +326,10 @@ static int build_config(const options_t *opts, rt_config_store_t *store, rt_conf
       {"host", opts->host, "--host"},
       {"port", opts->port, "--port"},
       {"path", opts->path, "--path"},
+      {"workers", opts->workers, "--workers"},
   };
   rt_config_init(cfg);
+  cfg->workers = default_workers();
   int rc = 0;
   if (opts->config_file != NULL) rc = rt_config_load_file(store, cfg, opts->config_file, err);
   if (rc == 0) rc = rt_config_apply_env(store, cfg, environ, err);

@@ -43,6 +43,15 @@ void rt_frame_seal(rt_frame_t *f, int opcode) {
   f->off = (uint32_t)(p - f->bytes);
 }
 
+rt_frame_t *rt_frame_copy(const rt_frame_t *f) {
+  size_t n = sizeof(*f) + RT_FRAME_HEADROOM + f->cap;
+  rt_frame_t *c = rt_malloc(n);
+  if (c == NULL) return NULL;
+  memcpy(c, f, n);
+  c->refcnt = 1;
+  return c;
+}
+
 void rt_frame_unref(rt_frame_t *f) {
   if (f == NULL) return;
   assert(f->refcnt > 0);

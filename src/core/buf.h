@@ -5,8 +5,8 @@
  * payload is written starting RT_FRAME_HEADROOM bytes in, so the WebSocket
  * header (2, 4 or 10 bytes) can be placed right before it without moving the
  * payload (rt_frame_seal). Once sealed and shared a frame is never modified;
- * every holder owns one reference. Refcounts are plain integers: frames live
- * on the loop thread only.
+ * every holder owns one reference. Refcounts are plain integers: a frame lives
+ * on one loop thread; another worker gets a copy (rt_frame_copy).
  */
 #ifndef RT_CORE_BUF_H
 #define RT_CORE_BUF_H
@@ -42,6 +42,11 @@ static inline size_t rt_frame_wire_len(const rt_frame_t *f) {
 }
 /* Returns a new reference (the same pointer). */
 static inline rt_frame_t *rt_frame_ref(rt_frame_t *f) { f->refcnt++; return f; }
+/*
+ * Returns a new frame (refcnt 1) with the same bytes, or NULL: how a frame
+ * crosses to another worker's thread (refcounts are never shared across threads).
+ */
+rt_frame_t *rt_frame_copy(const rt_frame_t *f);
 /* Drops one reference; frees at zero. NULL is a no-op. */
 void rt_frame_unref(rt_frame_t *f);
 

@@ -121,6 +121,7 @@ static const option_t options[] = {
     OPT_NUM("handshakeTimeout", KIND_U32, handshake_timeout_ms, 1, MS_MAX),
     OPT_NUM("shutdownTimeout", KIND_U32, shutdown_timeout_ms, 0, MS_MAX),
     OPT_BOOL("ioUring", io_uring),
+    OPT_NUM("workers", KIND_U32, workers, 1, 64),
     OPT_NUM("maxJsonDepth", KIND_U32, max_json_depth, 1, 1024),
     OPT_BOOL("validation.xss", validate_xss),
     OPT_NUM("maxPresenceDataSize", KIND_SIZE, max_presence_data_size, 1, 1024 * 1024),
@@ -195,6 +196,7 @@ void rt_config_init(rt_config_t *cfg) {
   cfg->handshake_timeout_ms = 10000;
   cfg->shutdown_timeout_ms = 5000;
   cfg->io_uring = 1;
+  cfg->workers = 1;
   cfg->max_json_depth = 64;
   cfg->validate_xss = 1;
   cfg->max_presence_data_size = 4096;

@@ -18,6 +18,7 @@
  */
 #include "hash.h"
 #include "hub.h"
+#include "strmap.h"
 
 #include <string.h>
 #include <time.h>
@@ -48,6 +49,27 @@ typedef struct {
 } channel_stats_t;
 
 /*
+ * With several workers, each has a hub with the subscriptions of its own
+ * connections, and a channel's figures must read as if one hub held them
+ * all: they are one record per channel name in a table shared by the hubs
+ * (rt_hub_stats_t, serialised by the server lock), alive while any hub has
+ * the channel. A shared channel's `stats` points at its record's.
+ */
+typedef struct shared_rec_s {
+  channel_stats_t stats;        /* first member: what a shared channel's `stats` points at */
+  int64_t created_at;           /* when the first hub got the channel */
+  int64_t last_activity;        /* the last subscribe, unsubscribe or publish on any hub */
+  struct rt_hub_stats_s *table; /* the table it is in */
+  size_t refs;                  /* hubs that have the channel */
+  size_t len;                   /* bytes of name */
+  char name[];                  /* the channel name (the table's key) */
+} shared_rec_t;
+
+struct rt_hub_stats_s {
+  rt_strmap_t map; /* channel name -> shared_rec_t */
+};
+
+/*
  * A channel is one allocation while it has one subscriber (most channels of
  * a chat or per-user server): its name follows the struct, and its first
  * subscriber slot is inline (`first`); the array moves to the heap when a
@@ -64,6 +86,7 @@ typedef struct channel_s {
   unsigned depth;           /* fan-outs on this channel currently running (nested publishes) */
   unsigned holes : 1;       /* a slot was nulled during a fan-out; compact when it ends */
   unsigned unlinked : 1;    /* left the table during a fan-out; the outermost one frees it */
+  unsigned shared : 1;      /* stats is a shared record's (a hub of several workers) */
   int64_t created_at;       /* clock at creation */
   int64_t last_activity;    /* clock at the last subscribe, unsubscribe or publish */
   channel_stats_t *stats;   /* NULL until the first publish */
@@ -88,6 +111,7 @@ struct rt_hub_s {
   void *clock_data;    /* passed to clock */
   uint64_t published;  /* publishes that reached a channel, since creation */
   uint64_t delivered;  /* accepted deliveries, since creation */
+  rt_hub_stats_t *shared; /* per-channel figures shared with other hubs, or NULL */
 };
 
 static int64_t wall_clock(void *unused) {
@@ -172,9 +196,43 @@ static channel_t *channel_new(const char *name, size_t len, uint64_t h, int64_t 
   return c;
 }
 
+static shared_rec_t *rec_of(channel_t *c) { return (shared_rec_t *)(void *)c->stats; }
+
+/* A subscribe, unsubscribe or publish on c. */
+static void touch(channel_t *c, int64_t now) {
+  c->last_activity = now;
+  if (c->shared) rec_of(c)->last_activity = now;
+}
+
+/* The shared record of a channel, created when new; NULL on OOM. */
+static shared_rec_t *shared_acquire(rt_hub_stats_t *t, const char *name, size_t len, int64_t now) {
+  shared_rec_t *r = rt_strmap_find(&t->map, name, len);
+  if (r == NULL) {
+    if (rt_strmap_reserve(&t->map) != 0 || (r = rt_calloc(1, sizeof(*r) + len + 1)) == NULL)
+      return NULL;
+    r->stats.rate_bucket = now / RATE_BUCKET_MS;
+    r->created_at = r->last_activity = now;
+    r->table = t;
+    r->len = len;
+    memcpy(r->name, name, len);
+    rt_strmap_insert(&t->map, r->name, len, r);
+  }
+  r->refs++;
+  return r;
+}
+
+static void shared_release(shared_rec_t *r) {
+  if (--r->refs > 0) return;
+  rt_strmap_remove(&r->table->map, r->name, r->len);
+  rt_free(r);
+}
+
 static void channel_free(channel_t *c) {
   if (c->subs != &c->first) rt_free(c->subs);
-  rt_free(c->stats);
+  if (c->shared)
+    shared_release(rec_of(c));
+  else
+    rt_free(c->stats);
   rt_free(c);
 }
 
@@ -188,6 +246,15 @@ static int create_channel(rt_hub_t *hub, const char *name, size_t len, uint64_t 
   if (reserve_channel(hub) != 0) return RT_ENOMEM;
   channel_t *c = channel_new(name, len, h, now);
   if (c == NULL) return RT_ENOMEM;
+  if (hub->shared != NULL) {
+    shared_rec_t *r = shared_acquire(hub->shared, name, len, now);
+    if (r == NULL) {
+      channel_free(c);
+      return RT_ENOMEM;
+    }
+    c->stats = &r->stats;
+    c->shared = 1;
+  }
   place(hub->slots, hub->cap, c);
   hub->count++;
   *out = c;
@@ -325,7 +392,7 @@ static void remove_sub(rt_hub_t *hub, rt_sub_t *s, int64_t now) {
   slot_remove(c, s);
   rt_free(s);
   c->live--;
-  c->last_activity = now;
+  touch(c, now);
   if (c->live == 0) drop_channel(hub, c);
 }
 
@@ -401,7 +468,7 @@ int rt_hub_subscribe(rt_hub_t *hub, rt_peer_t *peer, const char *channel, size_t
   s->index = c->nslots;
   c->subs[c->nslots++] = s;
   c->live++;
-  c->last_activity = now;
+  touch(c, now);
   peer_link(peer, s);
   return 0;
 }
@@ -470,17 +537,39 @@ static channel_stats_t *stats_for_publish(channel_t *c, int64_t now) {
   return c->stats;
 }
 
-static void account(rt_hub_t *hub, channel_t *c, size_t data_len, int64_t delivered, int64_t now) {
-  channel_stats_t *st = c->stats;
+/* Counts one publish of data_len bytes (rate, totals). */
+static void count_publish(channel_stats_t *st, size_t data_len, int64_t now) {
   rate_advance(st, now);
   st->rate[st->rate_bucket % RATE_BUCKETS]++;
   st->published++;
-  st->delivered += (uint64_t)delivered;
   st->bytes_published += data_len;
+}
+
+/*
+ * A fan-out's accounting. With a shared table the publish itself is counted
+ * once by the publisher (rt_hub_stats_publish) and each hub adds only its
+ * deliveries.
+ */
+static void account(rt_hub_t *hub, channel_t *c, size_t data_len, int64_t delivered, int64_t now) {
+  channel_stats_t *st = c->stats;
+  if (hub->shared == NULL) {
+    count_publish(st, data_len, now);
+    hub->published++;
+  }
+  st->delivered += (uint64_t)delivered;
   st->bytes_delivered += (uint64_t)data_len * (uint64_t)delivered;
-  c->last_activity = now;
-  hub->published++;
+  touch(c, now);
   hub->delivered += (uint64_t)delivered;
+}
+
+/* One fan-out of a message frame on c (statistics allocated), with its accounting. */
+static int64_t deliver_on(rt_hub_t *hub, channel_t *c, rt_frame_t *frame, const rt_hub_msg_t *msg,
+                          int64_t now) {
+  c->depth++;
+  int64_t delivered = fan_out(c, frame, msg);
+  account(hub, c, msg->data_len, delivered, now);
+  end_fanout(c);
+  return delivered;
 }
 
 /*
@@ -501,12 +590,24 @@ int64_t rt_hub_publish(rt_hub_t *hub, const char *channel, size_t channel_len, c
   rt_frame_t *frame = rt_proto_message(c->name, c->len, data, data_len);
   if (frame == NULL) return RT_ENOMEM;
   rt_hub_msg_t msg = {c->name, c->len, data, data_len, {publisher_id, now}};
-  c->depth++;
-  int64_t delivered = fan_out(c, frame, &msg);
+  int64_t delivered = deliver_on(hub, c, frame, &msg, now);
   rt_frame_unref(frame);
-  account(hub, c, data_len, delivered, now);
-  end_fanout(c);
   return delivered;
+}
+
+int64_t rt_hub_deliver(rt_hub_t *hub, rt_frame_t *frame, const rt_hub_msg_t *msg) {
+  channel_t *c = find_channel(hub, msg->channel, msg->channel_len);
+  if (c == NULL) return 0;
+  int64_t now = now_ms(hub);
+  if (stats_for_publish(c, now) == NULL) return RT_ENOMEM; /* nobody got it, as in a publish */
+  rt_hub_msg_t m = *msg;
+  m.channel = c->name; /* NUL-terminated and alive for the whole fan-out */
+  return deliver_on(hub, c, frame, &m, now);
+}
+
+size_t rt_hub_subscriber_count(const rt_hub_t *hub, const char *channel, size_t len) {
+  const channel_t *c = find_channel(hub, channel, len);
+  return c != NULL ? c->live : 0;
 }
 
 static int64_t push_out(channel_t *c, rt_frame_t *frame) {
@@ -540,8 +641,8 @@ static int fill_stats(rt_channel_stats_t *st, channel_t *c, int64_t now) {
   st->messages_delivered = cs != NULL ? cs->delivered : 0;
   st->bytes_published = cs != NULL ? cs->bytes_published : 0;
   st->bytes_delivered = cs != NULL ? cs->bytes_delivered : 0;
-  st->created_at_ms = c->created_at;
-  st->last_activity_ms = c->last_activity;
+  st->created_at_ms = c->shared ? rec_of(c)->created_at : c->created_at;
+  st->last_activity_ms = c->shared ? rec_of(c)->last_activity : c->last_activity;
   st->message_rate = cs != NULL ? rate_of(cs, now) : 0;
   st->presence = 0;
   return 0;
@@ -618,4 +719,30 @@ int rt_hub_peer_channels(const rt_peer_t *peer, char ***names, size_t *count) {
 void rt_hub_totals(const rt_hub_t *hub, uint64_t *published, uint64_t *delivered) {
   if (published != NULL) *published = hub->published;
   if (delivered != NULL) *delivered = hub->delivered;
+}
+
+/* ------------------------------------------------------- shared figures */
+
+rt_hub_stats_t *rt_hub_stats_new(void) {
+  rt_hub_stats_t *t = rt_calloc(1, sizeof(*t));
+  if (t != NULL) rt_strmap_init(&t->map, rt_strmap_hash(0, (const char *)&t, sizeof(t), 0), 0);
+  return t;
+}
+
+void rt_hub_stats_free(rt_hub_stats_t *t) {
+  if (t == NULL) return;
+  for (size_t i = 0; i < t->map.cap; i++) rt_free(t->map.slots[i].val);
+  rt_strmap_destroy(&t->map);
+  rt_free(t);
+}
+
+void rt_hub_share_stats(rt_hub_t *hub, rt_hub_stats_t *shared) { hub->shared = shared; }
+
+int rt_hub_stats_publish(rt_hub_stats_t *t, const char *channel, size_t len, size_t data_len,
+                         int64_t now) {
+  shared_rec_t *r = rt_strmap_find(&t->map, channel, len);
+  if (r == NULL) return 0;
+  count_publish(&r->stats, data_len, now);
+  r->last_activity = now;
+  return 1;
 }

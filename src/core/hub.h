@@ -83,6 +83,19 @@ int64_t rt_hub_publish(rt_hub_t *hub, const char *channel, size_t channel_len, c
                        size_t data_len, uint64_t publisher_id);
 
 /*
+ * The fan-out of a message already encoded (by the server, for every
+ * worker): `frame` (borrowed) is the rt_proto_message of msg, which gives
+ * the channel, data and meta. Counted like a publish on this hub's channel
+ * (only its deliveries with a shared table, see rt_hub_stats_t).
+ * Returns the deliveries (0 when the channel does not exist here), or
+ * RT_ENOMEM when the channel's statistics could not be allocated (then
+ * nobody got it; never with a shared table).
+ */
+int64_t rt_hub_deliver(rt_hub_t *hub, rt_frame_t *frame, const rt_hub_msg_t *msg);
+/* Subscribers of channel right now (0 when it does not exist). */
+size_t rt_hub_subscriber_count(const rt_hub_t *hub, const char *channel, size_t len);
+
+/*
  * Hands a prebuilt frame (borrowed) to every subscriber of channel whose ops
  * have push, with the same re-entrancy rules as a publish. Not counted as a
  * message. Returns the number of peers that took it.
@@ -98,7 +111,25 @@ int rt_hub_channel_stats(rt_hub_t *hub, const char *name, rt_channel_stats_t **o
 size_t rt_hub_channel_count(const rt_hub_t *hub);
 /* Returns a new array of the peer's channel names (each rt_malloc'd). */
 int rt_hub_peer_channels(const rt_peer_t *peer, char ***names, size_t *count);
-/* Totals since the hub was created. */
+/*
+ * Per-channel statistics shared by several hubs (one per worker): each
+ * channel's counters live in one record per name, alive while any hub has
+ * the channel, so the figures are those of one hub holding every
+ * subscriber. A hub using it counts deliveries only; the publisher counts
+ * each publish once with rt_hub_stats_publish. Not thread-safe: callers
+ * serialise every hub sharing it (the server lock).
+ */
+typedef struct rt_hub_stats_s rt_hub_stats_t;
+rt_hub_stats_t *rt_hub_stats_new(void);
+/* Frees the table; every hub sharing it must have been freed. NULL ok. */
+void rt_hub_stats_free(rt_hub_stats_t *t);
+/* Makes hub keep its channels' counters in `shared` (call while the hub has no channel). */
+void rt_hub_share_stats(rt_hub_t *hub, rt_hub_stats_t *shared);
+/* Counts one publish on channel; returns 1, or 0 when no hub has the channel. */
+int rt_hub_stats_publish(rt_hub_stats_t *t, const char *channel, size_t len, size_t data_len,
+                         int64_t now);
+
+/* Totals since the hub was created (with a shared table, `published` stays 0). */
 void rt_hub_totals(const rt_hub_t *hub, uint64_t *published, uint64_t *delivered);
 
 #endif

@@ -947,18 +947,24 @@ rt_frame_t *rt_proto_token_expired(uint32_t grace_ms) {
  * The fan-out envelope: sized exactly, one allocation, data copied once
  * straight into the frame. A valid channel needs no escaping.
  */
+static const char message_head[] = "{\"type\":\"message\",\"channel\":\"";
+static const char message_data_key[] = "\",\"data\":";
+
+const char *rt_proto_message_data(const rt_frame_t *f, size_t channel_len) {
+  return (const char *)f->bytes + RT_FRAME_HEADROOM + LIT_LEN(message_head) + channel_len +
+         LIT_LEN(message_data_key);
+}
+
 rt_frame_t *rt_proto_message(const char *channel, size_t channel_len, const char *data,
                              size_t data_len) {
-  static const char head[] = "{\"type\":\"message\",\"channel\":\"";
-  static const char data_key[] = "\",\"data\":";
   assert(rt_channel_valid(channel, channel_len));
-  size_t fixed = LIT_LEN(head) + channel_len + LIT_LEN(data_key) + 1;
+  size_t fixed = LIT_LEN(message_head) + channel_len + LIT_LEN(message_data_key) + 1;
   if (data_len > SIZE_MAX - RT_FRAME_HEADROOM - sizeof(rt_frame_t) - fixed) return NULL;
   rt_frame_t *f = rt_frame_new(fixed + data_len);
   if (f == NULL) return NULL;
-  APPEND_LIT(f, head);
+  APPEND_LIT(f, message_head);
   rt_frame_append(f, channel, channel_len);
-  APPEND_LIT(f, data_key);
+  APPEND_LIT(f, message_data_key);
   rt_frame_append(f, data, data_len);
   APPEND_LIT(f, "}");
   return seal(f);

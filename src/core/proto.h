@@ -105,5 +105,7 @@ rt_frame_t *rt_proto_token_expired(uint32_t grace_ms);
 /* {"type":"message","channel":"<channel>","data":<data bytes as given>}; channel must be valid. */
 rt_frame_t *rt_proto_message(const char *channel, size_t channel_len, const char *data,
                              size_t data_len);
+/* Where the data bytes start in a frame made by rt_proto_message (borrowed from f). */
+const char *rt_proto_message_data(const rt_frame_t *f, size_t channel_len);
 
 #endif

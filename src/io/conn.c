@@ -22,6 +22,7 @@
 #include "proto.h"
 #include "security.h"
 #include "server_internal.h"
+#include "worker.h"
 
 /* How long we wait for the peer's close frame (or an HTTP client's EOF) before closing. */
 #define CLOSE_TIMEOUT_MS 3000
@@ -34,12 +35,14 @@ static rt_conn_t *conn_of_peer(rt_peer_t *p) { return RT_CONTAINER_OF(p, rt_conn
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   rt_conn_t *c = h->data;
-  *buf = uv_buf_init(c->srv->rbuf, sizeof(c->srv->rbuf));
+  *buf = uv_buf_init(c->worker->rbuf, sizeof(c->worker->rbuf));
 }
 
 static void on_close(uv_handle_t *h) {
   rt_conn_t *c = h->data;
   rt_server_t *srv = c->srv;
+  rt_worker_t *w = c->worker;
+  rt_srv_lock(srv);
   if (c->ip_counted) rt_iplimit_release(srv->iplimit, RT_CONN_IP(c));
   rt_identity_destroy(&c->ident);
   rt_free(c->rl);
@@ -47,18 +50,19 @@ static void on_close(uv_handle_t *h) {
   rt_sendq_destroy(&c->sendq);
   rt_free(c->head);
   rt_free(c);
-  rt_server_conn_freed(srv);
+  rt_worker_conn_freed(w);
+  rt_srv_unlock(srv);
 }
 
 static void set_deadline(rt_conn_t *c, rt_link_t *list, uint64_t after_ms) {
   rt_link_remove(&c->timer_link);
-  c->deadline_ms = uv_now(c->srv->loop) + after_ms;
+  c->deadline_ms = uv_now(c->worker->loop) + after_ms;
   rt_link_push_back(list, &c->timer_link);
 }
 
 /* A client that completed the upgrade leaves: its presence goes, listeners hear of it. */
 static void leave_everything(rt_conn_t *c) {
-  rt_hub_unsubscribe_all(c->srv->hub, &c->peer);
+  rt_hub_unsubscribe_all(c->worker->hub, &c->peer);
   rt_live_drop_owner(c->srv->live, c);
   if (c->connected_at_ms == 0) return;
   rt_srv_presence_drop_client(c->srv, RT_CONN_ID_TEXT(c));
@@ -66,7 +70,7 @@ static void leave_everything(rt_conn_t *c) {
 
 void rt_conn_abort(rt_conn_t *c) {
   if (c->state == CONN_CLOSED) return;
-  if (c->state == CONN_OPEN) c->srv->open_count--;
+  if (c->state == CONN_OPEN) c->worker->open_count--;
   leave_everything(c);
   if (c->connected_at_ms != 0) {
     rt_event_t ev = {.type = RT_EVENT_DISCONNECTED,
@@ -79,6 +83,7 @@ void rt_conn_abort(rt_conn_t *c) {
   rt_link_remove(&c->all_link);
   rt_link_remove(&c->timer_link);
   rt_link_remove(&c->pending_link);
+  rt_strmap_remove(&c->worker->by_id, (const char *)&c->peer.id, sizeof(c->peer.id));
   c->state = CONN_CLOSED;
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_close((uv_handle_t *)&c->tcp, on_close);
@@ -118,7 +123,23 @@ drop:
   return RT_ESTATE;
 }
 
+/* A frame for another worker's conn: a copy goes to its inbox, by id (the conn may go first). */
+static int send_foreign(rt_conn_t *c, rt_frame_t *f) {
+  rt_inbox_msg_t *m = rt_inbox_msg_new(RT_INBOX_SEND, NULL, 0, 0);
+  rt_frame_t *copy = m != NULL && f != NULL ? rt_frame_copy(f) : NULL;
+  rt_frame_unref(f);
+  if (copy == NULL) {
+    rt_inbox_msg_free(m);
+    rt_conn_end(c, RT_CLOSE_HOW_ABORT, 0, ""); /* as a local send would on OOM */
+    return RT_ENOMEM;
+  }
+  m->conn_id = c->peer.id;
+  m->frame = copy;
+  return rt_worker_post(c->worker, m);
+}
+
 int rt_conn_send(rt_conn_t *c, rt_frame_t *f) {
+  if (!rt_worker_is_current(c->worker)) return send_foreign(c, f);
   if (f == NULL) {
     rt_conn_abort(c);
     return RT_ENOMEM;
@@ -143,7 +164,7 @@ static void close_conn(rt_conn_t *c, uint16_t code, const char *reason, int fail
   }
   if (c->state != CONN_OPEN) return;
   c->state = CONN_CLOSING;
-  c->srv->open_count--;
+  c->worker->open_count--;
   c->close_code = code;
   c->close_reason = reason;
   leave_everything(c);
@@ -155,7 +176,7 @@ static void close_conn(rt_conn_t *c, uint16_t code, const char *reason, int fail
     return;
   }
   c->linger = c->close_after_flush = fail ? 1 : 0;
-  set_deadline(c, &c->srv->closing, CLOSE_TIMEOUT_MS);
+  set_deadline(c, &c->worker->closing, CLOSE_TIMEOUT_MS);
 }
 
 void rt_conn_close(rt_conn_t *c, uint16_t code, const char *reason) {
@@ -164,6 +185,23 @@ void rt_conn_close(rt_conn_t *c, uint16_t code, const char *reason) {
 
 void rt_conn_fail(rt_conn_t *c, uint16_t code, const char *reason) {
   close_conn(c, code, reason, 1);
+}
+
+void rt_conn_end(rt_conn_t *c, rt_close_how_t how, uint16_t code, const char *reason) {
+  if (!rt_worker_is_current(c->worker)) {
+    rt_inbox_msg_t *m = rt_inbox_msg_new(RT_INBOX_CLOSE, NULL, 0, 0);
+    if (m == NULL) return;
+    m->conn_id = c->peer.id;
+    m->how = how;
+    m->close_code = code;
+    m->close_reason = reason;
+    rt_worker_post(c->worker, m);
+    return;
+  }
+  if (how == RT_CLOSE_HOW_ABORT)
+    rt_conn_abort(c);
+  else
+    close_conn(c, code, reason, how == RT_CLOSE_HOW_FAIL);
 }
 
 static void reply_error(rt_conn_t *c, const rt_cmd_t *cmd, int err, const char *msg) {
@@ -180,16 +218,16 @@ static void emit_channel_event(rt_conn_t *c, rt_event_type_t type, const rt_cmd_
 }
 
 static void do_subscribe(rt_conn_t *c, const rt_cmd_t *cmd) {
-  rt_server_t *srv = c->srv;
-  uint32_t max = srv->cfg.max_subscriptions;
+  rt_hub_t *hub = c->worker->hub;
+  uint32_t max = c->srv->cfg.max_subscriptions;
   if (rt_peer_subscription_count(&c->peer) >= max &&
-      !rt_hub_is_subscribed(srv->hub, &c->peer, cmd->channel, cmd->channel_len)) {
+      !rt_hub_is_subscribed(hub, &c->peer, cmd->channel, cmd->channel_len)) {
     char msg[96];
     snprintf(msg, sizeof(msg), "Too many subscriptions (limit %u per client)", max);
     reply_error(c, cmd, RT_ELIMIT, msg);
     return;
   }
-  int r = rt_hub_subscribe(srv->hub, &c->peer, cmd->channel, cmd->channel_len);
+  int r = rt_hub_subscribe(hub, &c->peer, cmd->channel, cmd->channel_len);
   if (r == 0) emit_channel_event(c, RT_EVENT_SUBSCRIBED, cmd);
   if (r == 0 || r == RT_EEXIST)
     rt_conn_send(c, rt_proto_ack(cmd->has_id, cmd->id, -1));
@@ -207,9 +245,10 @@ static void reply_rate_limited(rt_conn_t *c, const rt_cmd_t *cmd, const rt_rate_
   rt_conn_send(c, rt_proto_error_retry(cmd->has_id, cmd->id, RT_ERATE, NULL, v->retry_after_ms));
 }
 
+/* Loop time on the owner's thread; another worker's loop clock is not ours to read. */
 int rt_conn_rate_take(rt_conn_t *c, rt_rate_op_t op, rt_rate_verdict_t *out) {
   rt_server_t *srv = c->srv;
-  int64_t now = (int64_t)uv_now(srv->loop);
+  int64_t now = rt_worker_is_current(c->worker) ? (int64_t)uv_now(c->worker->loop) : rt_mono_ms();
   if (c->rl == NULL) {
     if (!rt_rate_policy_limited(&srv->rate_policy)) return 0;
     if ((c->rl = rt_malloc(sizeof(*c->rl))) == NULL) return RT_ENOMEM;
@@ -283,8 +322,8 @@ static void do_publish(rt_conn_t *c, const rt_cmd_t *cmd) {
     reply_error(c, cmd, r, err.msg);
     return;
   }
-  int64_t d = rt_hub_publish(srv->hub, cmd->channel, cmd->channel_len, cmd->data, cmd->data_len,
-                             c->peer.id);
+  int64_t d = rt_workers_publish(srv, cmd->channel, cmd->channel_len, cmd->data, cmd->data_len,
+                                 c->peer.id);
   if (d < 0) {
     reply_error(c, cmd, (int)d, "");
     return;
@@ -386,7 +425,7 @@ static void handle_command(rt_conn_t *c, const char *msg, size_t len) {
       if (permitted(c, &cmd, RT_PERM_READ)) do_subscribe(c, &cmd);
       break;
     case RT_CMD_UNSUBSCRIBE: /* leaving a channel also leaves its presence */
-      if (rt_hub_unsubscribe(srv->hub, &c->peer, cmd.channel, cmd.channel_len) == 0)
+      if (rt_hub_unsubscribe(c->worker->hub, &c->peer, cmd.channel, cmd.channel_len) == 0)
         emit_channel_event(c, RT_EVENT_UNSUBSCRIBED, &cmd);
       rt_srv_presence_leave(srv, cmd.channel, cmd.channel_len, RT_CONN_ID_TEXT(c));
       rt_conn_send(c, rt_proto_ack(cmd.has_id, cmd.id, -1));
@@ -421,7 +460,7 @@ static void on_close_frame(rt_conn_t *c, const rt_ws_event_t *ev) {
   }
   /* RFC 6455 5.5.1: echo the status code, then close the TCP connection (server first). */
   c->state = CONN_CLOSING;
-  c->srv->open_count--;
+  c->worker->open_count--;
   c->close_code = ev->close_code;
   c->close_reason = "";
   leave_everything(c);
@@ -433,7 +472,7 @@ static void on_close_frame(rt_conn_t *c, const rt_ws_event_t *ev) {
     return;
   }
   c->close_after_flush = 1;
-  set_deadline(c, &c->srv->closing, CLOSE_TIMEOUT_MS);
+  set_deadline(c, &c->worker->closing, CLOSE_TIMEOUT_MS);
 }
 
 static void handle_event(rt_conn_t *c, const rt_ws_event_t *ev) {
@@ -479,7 +518,7 @@ static void handle_event(rt_conn_t *c, const rt_ws_event_t *ev) {
  * loop's, lent for this read: an idle connection holds no decoder.
  */
 static void handle_ws(rt_conn_t *c, uint8_t *in, size_t n) {
-  rt_ws_decoder_t *d = rt_ws_lender_borrow(&c->srv->decoders, c->dec);
+  rt_ws_decoder_t *d = rt_ws_lender_borrow(&c->worker->decoders, c->dec);
   if (d == NULL) {
     rt_conn_abort(c);
     return;
@@ -496,14 +535,14 @@ static void handle_ws(rt_conn_t *c, uint8_t *in, size_t n) {
     if (ev.type == RT_WS_EV_NONE) break;
     handle_event(c, &ev);
   }
-  rt_ws_lender_settle(&c->srv->decoders, &c->dec, d);
+  rt_ws_lender_settle(&c->worker->decoders, &c->dec, d);
 }
 
 static void health_body(rt_server_t *srv, char *out, size_t cap) {
   snprintf(out, cap,
            "{\"status\":\"ok\",\"version\":\"%s\",\"connections\":%zu,\"channels\":%zu,"
            "\"uptimeMs\":%lld}",
-           RT_VERSION_STRING, srv->open_count, rt_hub_channel_count(srv->hub),
+           RT_VERSION_STRING, rt_server_active_connections(srv), rt_srv_channel_count(srv),
            (long long)(rt_wall_ms() - srv->started_at_ms));
 }
 
@@ -527,7 +566,7 @@ static void respond_frame(rt_conn_t *c, rt_frame_t *f) {
   c->state = CONN_CLOSING;
   c->linger = 1;
   c->close_after_flush = 1;
-  set_deadline(c, &c->srv->closing, CLOSE_TIMEOUT_MS);
+  set_deadline(c, &c->worker->closing, CLOSE_TIMEOUT_MS);
   send_frame(c, f, 1);
 }
 
@@ -543,8 +582,8 @@ static void upgrade(rt_conn_t *c, const char *resp, size_t len, size_t head_len)
   c->state = CONN_OPEN;
   c->connected_at_ms = rt_wall_ms();
   if (srv->cfg.require_auth && !c->authenticated)
-    set_deadline(c, &srv->authwait, srv->cfg.auth_timeout_ms);
-  srv->open_count++;
+    set_deadline(c, &c->worker->authwait, srv->cfg.auth_timeout_ms);
+  c->worker->open_count++;
   srv->totals.connections_total++;
   send_frame(c, f, 1);
   char remote[RT_ADDR_TEXT];
@@ -691,16 +730,17 @@ static void handle_http(rt_conn_t *c, const char *data, size_t n) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   rt_conn_t *c = s->data;
-  if (nread < 0) {
-    rt_conn_abort(c); /* EOF or reset: nothing left to say to this peer */
-    return;
-  }
+  rt_server_t *srv = c->srv;
   if (nread == 0) return;
-  if (c->state == CONN_HTTP)
+  rt_srv_lock(srv);
+  if (nread < 0)
+    rt_conn_abort(c); /* EOF or reset: nothing left to say to this peer */
+  else if (c->state == CONN_HTTP)
     handle_http(c, buf->base, (size_t)nread);
   else if (c->state == CONN_OPEN || (c->state == CONN_CLOSING && !c->linger))
     handle_ws(c, (uint8_t *)buf->base, (size_t)nread);
   /* A lingering conn (failed, or an HTTP reject) discards input until EOF. */
+  rt_srv_unlock(srv);
 }
 
 static int conn_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg) {
@@ -744,32 +784,41 @@ const char *rt_conn_client_id(const rt_conn_t *c, char buf[RT_ID_TEXT]) {
   return buf;
 }
 
-void rt_conn_on_accept(uv_stream_t *listener, int status) {
-  rt_server_t *srv = listener->data;
-  if (status < 0) {
-    rt_log(RT_LOG_WARN, "accept failed: %s", uv_strerror(status));
-    return;
-  }
-  rt_conn_t *c = rt_calloc(1, sizeof(*c));
+static void accept_conn(rt_worker_t *w, uv_stream_t *listener) {
+  rt_server_t *srv = w->srv;
+  rt_conn_t *c = rt_strmap_reserve(&w->by_id) == 0 ? rt_calloc(1, sizeof(*c)) : NULL;
   if (c == NULL) return; /* the connection stays in the backlog; libuv retries */
   c->srv = srv;
+  c->worker = w;
   c->tcp.data = c;
   rt_link_init(&c->all_link);
   rt_link_init(&c->timer_link);
   rt_link_init(&c->pending_link);
   rt_sendq_init(&c->sendq);
   rt_peer_init(&c->peer, &conn_peer_ops, ++srv->next_client_id);
-  uv_tcp_init(srv->loop, &c->tcp);
+  rt_strmap_insert(&w->by_id, (const char *)&c->peer.id, sizeof(c->peer.id), c);
+  uv_tcp_init(w->loop, &c->tcp);
   c->state = CONN_HTTP;
-  rt_link_push_back(&srv->conns, &c->all_link);
+  rt_link_push_back(&w->conns, &c->all_link);
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || srv->state != SRV_RUNNING) {
     rt_conn_abort(c);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
   remember_peer(c);
-  set_deadline(c, &srv->handshaking, srv->cfg.handshake_timeout_ms);
+  set_deadline(c, &w->handshaking, srv->cfg.handshake_timeout_ms);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+void rt_conn_on_accept(uv_stream_t *listener, int status) {
+  rt_worker_t *w = listener->data;
+  if (status < 0) {
+    rt_log(RT_LOG_WARN, "accept failed: %s", uv_strerror(status));
+    return;
+  }
+  rt_srv_lock(w->srv);
+  accept_conn(w, listener);
+  rt_srv_unlock(w->srv);
 }
 
 /* Both lists are FIFO with one timeout each, so they are sorted: O(expired) per tick. */
@@ -783,33 +832,41 @@ static void expire(rt_link_t *list, uint64_t now, const char *what) {
   }
 }
 
-void rt_conn_sweep_deadlines(rt_server_t *srv) {
-  uint64_t now = uv_now(srv->loop);
-  expire(&srv->handshaking, now, "handshake");
-  expire(&srv->closing, now, "close");
-  while (!rt_link_empty(&srv->authwait)) {
-    rt_conn_t *c = RT_CONTAINER_OF(srv->authwait.next, rt_conn_t, timer_link);
+void rt_conn_sweep_deadlines(rt_worker_t *w) {
+  uint64_t now = uv_now(w->loop);
+  expire(&w->handshaking, now, "handshake");
+  expire(&w->closing, now, "close");
+  while (!rt_link_empty(&w->authwait)) {
+    rt_conn_t *c = RT_CONTAINER_OF(w->authwait.next, rt_conn_t, timer_link);
     if (c->deadline_ms > now) break;
     rt_conn_fail(c, RT_CLOSE_AUTH_TIMEOUT, "Authentication timeout");
   }
 }
 
+/* The map's keys are the bytes of each conn's peer.id (immutable, inside the conn). */
+rt_conn_t *rt_conn_by_id(rt_worker_t *w, uint64_t id) {
+  return rt_strmap_find(&w->by_id, (const char *)&id, sizeof(id));
+}
+
 rt_conn_t *rt_conn_find(rt_server_t *srv, uint64_t id) {
-  for (rt_link_t *l = srv->conns.next; l != &srv->conns; l = l->next) {
-    rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
-    if (c->peer.id == id && c->state == CONN_OPEN) return c;
+  for (unsigned i = 0; i < srv->nworkers; i++) {
+    rt_conn_t *c = rt_conn_by_id(srv->workers[i], id);
+    if (c != NULL) return c->state == CONN_OPEN ? c : NULL;
   }
   return NULL;
 }
 
+/* Reading another worker's conns is safe under the lock: their state and identity change under it. */
 void rt_conn_close_user(rt_server_t *srv, const char *user_id, uint16_t code, const char *reason) {
-  rt_link_t *l = srv->conns.next;
-  while (l != &srv->conns) {
-    rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
-    l = l->next;
-    if (c->state == CONN_OPEN && c->ident.user_id != NULL && user_id != NULL &&
-        strcmp(c->ident.user_id, user_id) == 0)
-      rt_conn_fail(c, code, reason);
+  for (unsigned i = 0; i < srv->nworkers && user_id != NULL; i++) {
+    rt_worker_t *w = srv->workers[i];
+    rt_link_t *l = w->conns.next;
+    while (l != &w->conns) {
+      rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
+      l = l->next;
+      if (c->state == CONN_OPEN && c->ident.user_id != NULL && strcmp(c->ident.user_id, user_id) == 0)
+        rt_conn_end(c, RT_CLOSE_HOW_FAIL, code, reason);
+    }
   }
 }
 
@@ -820,11 +877,12 @@ void rt_conn_close_user(rt_server_t *srv, const char *user_id, uint16_t code, co
  * arbitrary times, and a second's walk over even 10,000 connections costs
  * microseconds, less than keeping an ordered structure up to date.
  */
-void rt_conn_check_expiry(rt_server_t *srv) {
+void rt_conn_check_expiry(rt_worker_t *w) {
+  rt_server_t *srv = w->srv;
   int64_t now = rt_wall_ms();
   int64_t leeway_ms = (int64_t)srv->cfg.jwt_leeway_s * 1000;
-  rt_link_t *l = srv->conns.next;
-  while (l != &srv->conns) {
+  rt_link_t *l = w->conns.next;
+  while (l != &w->conns) {
     rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
     l = l->next;
     if (c->state != CONN_OPEN || !c->authenticated || c->ident.expires_at == 0) continue;
@@ -843,11 +901,11 @@ void rt_conn_check_expiry(rt_server_t *srv) {
  * the previous ping is closed (3001, reconnect allowed); the others get one
  * ping frame shared by all of them.
  */
-void rt_conn_ping_all(rt_server_t *srv) {
+void rt_conn_ping_all(rt_worker_t *w) {
   rt_frame_t *ping = rt_ws_frame_new(RT_WS_OP_PING, NULL, 0);
   if (ping == NULL) return;
-  rt_link_t *l = srv->conns.next;
-  while (l != &srv->conns) {
+  rt_link_t *l = w->conns.next;
+  while (l != &w->conns) {
     rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
     l = l->next;
     if (c->state != CONN_OPEN) continue;

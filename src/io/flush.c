@@ -16,6 +16,12 @@
  * setting is on) the pass goes one step further: every pending connection's
  * writev becomes one MSG_DONTWAIT sendmsg of a batch, and the whole batch is
  * one system call. Results are handled exactly like those of uv_try_write.
+ *
+ * With several workers this runs without the server lock, so the system
+ * calls of different workers overlap: everything touched here belongs to
+ * the worker's own thread (its conns' queues, its pending list, its write
+ * counters). Only the paths that end a connection take the lock, since
+ * leaving channels and presence changes shared state.
  */
 #include <errno.h>
 #include <sys/socket.h>
@@ -24,6 +30,7 @@
 #include "log.h"
 #include "sendbatch.h"
 #include "server_internal.h"
+#include "worker.h"
 
 #define FLUSH_MAX_IOV 256
 /* try_write batches per connection and flush before the rest goes to uv_write. */
@@ -79,10 +86,23 @@ static size_t gather(rt_conn_t *c, uv_buf_t *iov, size_t *bytes) {
  * response instead of a reset caused by request bytes we never read. Its
  * EOF, or the closing deadline, ends it.
  */
+/* The owner thread is the only writer: a relaxed load and store, no locked instruction. */
+static void count(atomic_uint_fast64_t *counter, uint64_t n) {
+  atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
+
 static void consume(rt_conn_t *c, size_t n) {
   size_t before = c->sendq.count;
   rt_sendq_consume(&c->sendq, n);
-  c->srv->totals.frames_written += before - c->sendq.count;
+  count(&c->worker->frames_written, before - c->sendq.count);
+}
+
+/* Ends a connection from the write path: this part needs the server lock. */
+static void abort_locked(rt_conn_t *c) {
+  rt_srv_lock(c->srv);
+  rt_conn_abort(c);
+  rt_srv_unlock(c->srv);
 }
 
 static void maybe_finish(rt_conn_t *c) {
@@ -92,7 +112,7 @@ static void maybe_finish(rt_conn_t *c) {
     c->close_after_flush = 0;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && shutdown(fd, SHUT_WR) == 0) return;
   }
-  rt_conn_abort(c);
+  abort_locked(c);
 }
 
 static void flush_conn(rt_conn_t *c);
@@ -105,7 +125,7 @@ static void on_write(uv_write_t *req, int status) {
   if (status < 0) {
     rt_log(RT_LOG_DEBUG, "client=%llu write failed: %s", (unsigned long long)c->peer.id,
            uv_strerror(status));
-    rt_conn_abort(c);
+    abort_locked(c);
     return;
   }
   consume(c, c->inflight_bytes);
@@ -126,17 +146,17 @@ static void start_write(rt_conn_t *c) {
   c->inflight_frames = n;
   uv_write_t *req = rt_malloc(sizeof(*req));
   if (req == NULL) {
-    rt_conn_abort(c);
+    abort_locked(c);
     return;
   }
   req->data = c;
   if (uv_write(req, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) < 0) {
     rt_free(req);
-    rt_conn_abort(c);
+    abort_locked(c);
     return;
   }
   c->writing = 1;
-  c->srv->totals.socket_writes++;
+  count(&c->worker->socket_writes, 1);
 }
 
 /*
@@ -152,10 +172,10 @@ static void flush_conn(rt_conn_t *c) {
   for (int rounds = 0; !c->writing && c->sendq.count > 0 && rounds < FLUSH_MAX_ROUNDS; rounds++) {
     size_t n = gather(c, iov, &bytes);
     int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
-    c->srv->totals.socket_writes++;
+    count(&c->worker->socket_writes, 1);
     if (r == UV_EAGAIN) r = 0;
     if (r < 0) {
-      rt_conn_abort(c);
+      abort_locked(c);
       return;
     }
     consume(c, (size_t)r);
@@ -174,13 +194,13 @@ static void flush_conn(rt_conn_t *c) {
  */
 static void on_sent(void *user, int res, size_t bytes, void *again) {
   rt_conn_t *c = user;
-  c->srv->totals.socket_writes++;
+  count(&c->worker->socket_writes, 1);
   if (c->state == CONN_CLOSED) return;
   if (res == -EAGAIN || res == -ECANCELED) res = 0;
   if (res < 0) {
     rt_log(RT_LOG_DEBUG, "client=%llu send failed: %s", (unsigned long long)c->peer.id,
            uv_strerror(res));
-    rt_conn_abort(c);
+    abort_locked(c);
     return;
   }
   consume(c, (size_t)res);
@@ -193,8 +213,8 @@ static void on_sent(void *user, int res, size_t bytes, void *again) {
 }
 
 /* Submits the batch; after a failed submission the loop goes back to writev for good. */
-static void run_batch(rt_server_t *srv, rt_link_t *again) {
-  rt_flusher_t *fl = srv->flusher;
+static void run_batch(rt_worker_t *w, rt_link_t *again) {
+  rt_flusher_t *fl = w->flusher;
   if (rt_sendbatch_run(fl->batch, on_sent, again) < 0) {
     rt_log(RT_LOG_WARN, "io_uring submission failed; writing with writev from now on");
     rt_sendbatch_free(fl->batch);
@@ -203,25 +223,25 @@ static void run_batch(rt_server_t *srv, rt_link_t *again) {
 }
 
 /* Adds c's next FLUSH_MAX_IOV frames to the batch (running it first when full). */
-static void add_to_batch(rt_server_t *srv, rt_conn_t *c, rt_link_t *again) {
-  struct iovec *iov = rt_sendbatch_reserve(srv->flusher->batch, FLUSH_MAX_IOV);
+static void add_to_batch(rt_worker_t *w, rt_conn_t *c, rt_link_t *again) {
+  struct iovec *iov = rt_sendbatch_reserve(w->flusher->batch, FLUSH_MAX_IOV);
   uv_os_fd_t fd;
   if (iov == NULL) {
-    run_batch(srv, again);
-    if (srv->flusher->batch == NULL) {
+    run_batch(w, again);
+    if (w->flusher->batch == NULL) {
       flush_conn(c);
       return;
     }
-    iov = rt_sendbatch_reserve(srv->flusher->batch, FLUSH_MAX_IOV);
+    iov = rt_sendbatch_reserve(w->flusher->batch, FLUSH_MAX_IOV);
   }
   if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) {
-    rt_conn_abort(c);
+    abort_locked(c);
     return;
   }
   size_t bytes;
   /* libuv's uv_buf_t is laid out as struct iovec on Unix (documented). */
   size_t n = gather(c, (uv_buf_t *)iov, &bytes);
-  rt_sendbatch_add(srv->flusher->batch, fd, (unsigned)n, bytes, c);
+  rt_sendbatch_add(w->flusher->batch, fd, (unsigned)n, bytes, c);
 }
 
 /*
@@ -230,7 +250,7 @@ static void add_to_batch(rt_server_t *srv, rt_conn_t *c, rt_link_t *again) {
  * frames make up the next round, up to FLUSH_MAX_ROUNDS, after which their
  * rest goes through uv_write like in flush_conn.
  */
-static void flush_batched(rt_server_t *srv, rt_link_t *batch) {
+static void flush_batched(rt_worker_t *w, rt_link_t *batch) {
   for (int round = 0; !rt_link_empty(batch); round++) {
     rt_link_t again;
     rt_link_init(&again);
@@ -238,25 +258,25 @@ static void flush_batched(rt_server_t *srv, rt_link_t *batch) {
       rt_conn_t *c = RT_CONTAINER_OF(batch->next, rt_conn_t, pending_link);
       rt_link_remove(&c->pending_link);
       if (c->state == CONN_CLOSED) continue;
-      if (srv->flusher->batch == NULL || c->writing || c->sendq.count == 0)
+      if (w->flusher->batch == NULL || c->writing || c->sendq.count == 0)
         flush_conn(c);
       else if (round == FLUSH_MAX_ROUNDS)
         start_write(c);
       else
-        add_to_batch(srv, c, &again);
+        add_to_batch(w, c, &again);
     }
-    if (srv->flusher->batch != NULL) run_batch(srv, &again);
+    if (w->flusher->batch != NULL) run_batch(w, &again);
     rt_link_move(&again, batch);
   }
 }
 
 /* Detaches the list first: a conn that re-queues while being flushed waits for the next pass. */
-void rt_flush_pending(rt_server_t *srv) {
+void rt_flush_pending(rt_worker_t *w) {
   rt_link_t batch;
-  if (rt_link_empty(&srv->pending)) return;
-  rt_link_move(&srv->pending, &batch);
-  if (rt_flusher_uses_io_uring(srv->flusher)) {
-    flush_batched(srv, &batch);
+  if (rt_link_empty(&w->pending)) return;
+  rt_link_move(&w->pending, &batch);
+  if (rt_flusher_uses_io_uring(w->flusher)) {
+    flush_batched(w, &batch);
     return;
   }
   while (!rt_link_empty(&batch)) {

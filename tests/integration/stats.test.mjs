@@ -38,7 +38,7 @@ after(async () => {
   for (const r of results) if (r.status === 'rejected') throw r.reason;
 }, { timeout: 30000 });
 
-const TOP_KEYS = ['channels', 'connections', 'totals', 'uptimeMs'];
+const TOP_KEYS = ['channels', 'connections', 'totals', 'uptimeMs', 'workerConnections', 'workers'];
 const CHANNEL_KEYS = ['bytesDelivered', 'bytesPublished', 'createdAt', 'lastActivity', 'messageRate',
   'messagesDelivered', 'messagesPublished', 'name', 'presence', 'subscribers'];
 const TOTAL_KEYS = ['connectionsTotal', 'framesWritten', 'liveQueries', 'messagesDelivered',
@@ -69,6 +69,13 @@ async function stats(srv, path = '/stats', headers = {}) {
   const count = (v, what) => assert.ok(Number.isInteger(v) && v >= 0, `${what}: ${v} is a count`);
   count(body.uptimeMs, 'uptimeMs');
   count(body.connections, 'connections');
+  count(body.workers, 'workers');
+  assert.ok(body.workers >= 1, `workers ${body.workers}`);
+  assert.ok(Array.isArray(body.workerConnections) && body.workerConnections.length === body.workers,
+    `workerConnections ${JSON.stringify(body.workerConnections)} has one count per worker`);
+  body.workerConnections.forEach((n, i) => count(n, `workerConnections[${i}]`));
+  assert.equal(body.workerConnections.reduce((a, n) => a + n, 0), body.connections,
+    'the workers\' connections add up to connections');
   assert.ok(Array.isArray(body.channels), 'channels is an array');
   const byName = new Map();
   for (const ch of body.channels) {

@@ -61,6 +61,7 @@ static const struct {
     {"handshakeTimeout", "REALTIME_HANDSHAKE_TIMEOUT", NUM},
     {"shutdownTimeout", "REALTIME_SHUTDOWN_TIMEOUT", NUM},
     {"ioUring", "REALTIME_IO_URING", BOOL},
+    {"workers", "REALTIME_WORKERS", NUM},
     {"maxJsonDepth", "REALTIME_MAX_JSON_DEPTH", NUM},
     {"validation.xss", "REALTIME_VALIDATION_XSS", BOOL},
     {"maxPresenceDataSize", "REALTIME_MAX_PRESENCE_DATA_SIZE", NUM},
@@ -103,7 +104,7 @@ static const char full_json[] =
     "                \"disconnectAfter\": 3},\n"
     "  \"maxMessageSize\": 2097152, \"maxPublishSize\": 1048576, \"maxSubscriptions\": 50,\n"
     "  \"maxQueuedBytes\": 8388608, \"maxHeaderSize\": 16384, \"handshakeTimeout\": 3000,\n"
-    "  \"shutdownTimeout\": 0, \"maxJsonDepth\": 16, \"validation\": {\"xss\": false},\n"
+    "  \"shutdownTimeout\": 0, \"workers\": 3, \"maxJsonDepth\": 16, \"validation\": {\"xss\": false},\n"
     "  \"maxPresenceDataSize\": 2048, \"maxPresencePerChannel\": 99,\n"
     "  \"database\": {\"path\": \"/var/lib/realtime/live.db\", \"pollInterval\": 20,\n"
     "               \"setup\": \"" SETUP_SQL "\"},\n"
@@ -152,6 +153,7 @@ static void assert_config_same(const rt_config_t *a, const rt_config_t *b) {
   assert_int_equal(a->max_header_size, b->max_header_size);
   assert_int_equal(a->handshake_timeout_ms, b->handshake_timeout_ms);
   assert_int_equal(a->shutdown_timeout_ms, b->shutdown_timeout_ms);
+  assert_int_equal(a->workers, b->workers);
   assert_int_equal(a->max_json_depth, b->max_json_depth);
   assert_int_equal(a->validate_xss, b->validate_xss);
   assert_int_equal(a->max_presence_data_size, b->max_presence_data_size);
@@ -225,6 +227,7 @@ static void assert_full_config(const rt_config_t *cfg) {
   assert_int_equal(cfg->max_header_size, 16384);
   assert_int_equal(cfg->handshake_timeout_ms, 3000);
   assert_int_equal(cfg->shutdown_timeout_ms, 0);
+  assert_int_equal(cfg->workers, 3);
   assert_int_equal(cfg->max_json_depth, 16);
   assert_int_equal(cfg->validate_xss, 0);
   assert_int_equal(cfg->max_presence_data_size, 2048);
@@ -314,6 +317,7 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.handshake_timeout_ms, 10000);
   assert_int_equal(cfg.shutdown_timeout_ms, 5000);
   assert_int_equal(cfg.io_uring, 1);
+  assert_int_equal(cfg.workers, 1);
   assert_int_equal(cfg.max_json_depth, 64);
   assert_int_equal(cfg.validate_xss, 1);
   assert_int_equal(cfg.max_presence_data_size, 4096);
@@ -587,6 +591,7 @@ static void test_env_every_variable(void **state) {
       "REALTIME_MAX_HEADER_SIZE=16384",
       "REALTIME_HANDSHAKE_TIMEOUT=3000",
       "REALTIME_SHUTDOWN_TIMEOUT=0",
+      "REALTIME_WORKERS=3",
       "REALTIME_MAX_JSON_DEPTH=16",
       "REALTIME_VALIDATION_XSS=false",
       "REALTIME_MAX_PRESENCE_DATA_SIZE=2048",
