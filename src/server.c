@@ -279,8 +279,7 @@ void rt_server_stop(rt_server_t *srv) {
 
 /* Async-signal-safe in practice: an atomic store and uv_async_send (documented as such). */
 void rt_server_stop_async(rt_server_t *srv) {
-  srv->stop_requested = 1;
-  atomic_thread_fence(memory_order_seq_cst);
+  atomic_store(&srv->stop_requested, 1);
   if (get_state(srv) == SRV_RUNNING) uv_async_send(&srv->workers[0]->async);
 }
 

@@ -139,7 +139,7 @@ struct rt_server_s {
   uv_mutex_t lock;          /* the server lock (recursive), used when nworkers > 1 */
   atomic_uint workers_done; /* worker threads whose loop has ended */
   int port;                 /* bound port */
-  volatile int stop_requested; /* set by rt_server_stop_async */
+  atomic_int stop_requested; /* set by rt_server_stop_async (signal handlers too: lock-free) */
   rt_link_t subs;           /* server-side subscriptions (in worker 0's hub) (lock) */
   uint64_t next_client_id;  /* ids start at 1, unique across workers (lock) */
   uint64_t published;       /* publishes that reached a channel on any worker (lock) */

@@ -156,7 +156,7 @@ static void on_async(uv_async_t *h) {
   rt_srv_lock(srv);
   unsigned wake = atomic_exchange(&w->wake, 0);
   rt_worker_drain(w);
-  if (w->index == 0 && srv->stop_requested) rt_server_stop(srv);
+  if (w->index == 0 && atomic_load(&srv->stop_requested)) rt_server_stop(srv);
   if (wake & RT_WAKE_STOP) rt_worker_stop(w);
   if ((wake & RT_WAKE_LIVE) && srv->state == SRV_RUNNING) rt_live_kick(srv->live);
   if (wake & RT_WAKE_PEER_DONE) rt_server_maybe_stopped(srv);
