@@ -176,7 +176,7 @@ static void kick(rt_live_t *live, int poll);
 static void after_work(uv_work_t *req, int status) {
   job_t *j = req->data;
   rt_live_t *live = j->live;
-  rt_srv_lock(live->srv);
+  rt_srv_enter(live->srv);
   int polled = j->poll;
   live->job = NULL;
   if (live->srv->state == SRV_RUNNING) {
@@ -236,7 +236,7 @@ static void kick(rt_live_t *live, int poll) {
 
 static void on_tick(uv_timer_t *t) {
   rt_live_t *live = t->data;
-  rt_srv_lock(live->srv);
+  rt_srv_enter(live->srv);
   kick(live, 1);
   rt_srv_unlock(live->srv);
 }

@@ -297,7 +297,7 @@ int64_t rt_server_publish(rt_server_t *srv, const char *channel, const char *jso
   size_t start, vlen;
   r = rt_json_validate(json, len, srv->cfg.max_json_depth, &start, &vlen, NULL);
   if (r != 0) return r;
-  rt_srv_lock(srv);
+  rt_srv_enter(srv);
   int64_t d = rt_workers_publish(srv, channel, strlen(channel), json + start, vlen, 0);
   if (d >= 0) {
     rt_event_t ev = {.type = RT_EVENT_PUBLISHED, .channel = channel, .size = vlen, .delivered = d};
@@ -349,7 +349,7 @@ int rt_server_subscribe(rt_server_t *srv, const char *channel, rt_message_cb cb,
   s->srv = srv;
   s->cb = cb;
   s->user_data = user_data;
-  rt_srv_lock(srv);
+  rt_srv_enter(srv);
   int r = rt_hub_subscribe(srv->workers[0]->hub, &s->peer, channel, strlen(channel));
   if (r == 0) rt_link_push_back(&srv->subs, &s->link);
   rt_srv_unlock(srv);

@@ -90,7 +90,7 @@ int rt_server_update_presence(rt_server_t *srv, const char *client_id, const cha
   size_t start, vlen;
   int r = rt_json_validate(json, len, srv->cfg.max_json_depth, &start, &vlen, NULL);
   if (r != 0) return r;
-  rt_srv_lock(srv);
+  rt_srv_enter(srv);
   r = rt_srv_presence_set(srv, channel, strlen(channel), client_id, NULL, json + start, vlen, NULL);
   rt_srv_unlock(srv);
   return r;
@@ -98,7 +98,7 @@ int rt_server_update_presence(rt_server_t *srv, const char *client_id, const cha
 
 int rt_server_remove_presence(rt_server_t *srv, const char *client_id, const char *channel) {
   if (client_id == NULL || channel == NULL) return RT_EINVAL;
-  rt_srv_lock(srv);
+  rt_srv_enter(srv);
   int r = rt_srv_presence_leave(srv, channel, strlen(channel), client_id);
   rt_srv_unlock(srv);
   return r;

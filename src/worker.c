@@ -135,7 +135,7 @@ static void on_prepare(uv_prepare_t *h) { rt_flush_pending(h->data); }
 static void on_tick(uv_timer_t *h) {
   rt_worker_t *w = h->data;
   rt_server_t *srv = w->srv;
-  rt_srv_lock(srv);
+  rt_srv_enter(srv);
   rt_conn_sweep_deadlines(w);
   if (w->index == 0) rt_srv_presence_sweep(srv); /* presence is shared: one sweeper */
   /* Only JWT identities expire: without a verifier there is nothing to walk for. */
@@ -145,7 +145,7 @@ static void on_tick(uv_timer_t *h) {
 
 static void on_ping(uv_timer_t *h) {
   rt_worker_t *w = h->data;
-  rt_srv_lock(w->srv);
+  rt_srv_enter(w->srv);
   rt_conn_ping_all(w);
   rt_srv_unlock(w->srv);
 }
@@ -318,6 +318,7 @@ int rt_worker_post(rt_worker_t *w, rt_inbox_msg_t *m) {
   else
     w->inbox_head = m;
   w->inbox_tail = m;
+  atomic_store_explicit(&w->inbox_nonempty, 1, memory_order_release);
   uv_async_send(&w->async);
   uv_mutex_unlock(&w->inbox_mu);
   return 0;
@@ -366,13 +367,29 @@ void rt_worker_drain(rt_worker_t *w) {
   uv_mutex_lock(&w->inbox_mu);
   rt_inbox_msg_t *m = w->inbox_head;
   w->inbox_head = w->inbox_tail = NULL;
+  atomic_store_explicit(&w->inbox_nonempty, 0, memory_order_relaxed);
   uv_mutex_unlock(&w->inbox_mu);
+  int outer = !w->draining;
+  w->draining = 1;
   while (m != NULL) {
     rt_inbox_msg_t *next = m->next;
     run_msg(w, m);
     rt_inbox_msg_free(m);
     m = next;
   }
+  if (outer) w->draining = 0;
+}
+
+void rt_worker_catch_up(rt_worker_t *w) {
+  if (!w->draining && atomic_load_explicit(&w->inbox_nonempty, memory_order_acquire))
+    rt_worker_drain(w);
+}
+
+void rt_srv_enter(rt_server_t *srv) {
+  if (srv->nworkers == 1) return;
+  uv_mutex_lock(&srv->lock);
+  rt_worker_t *w = rt_worker_current(srv);
+  if (w->started) rt_worker_catch_up(w);
 }
 
 /* ------------------------------------------------------ cross-worker fan-out */

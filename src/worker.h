@@ -79,6 +79,8 @@ struct rt_worker_s {
   rt_inbox_msg_t *inbox_head; /* messages from other threads, oldest first */
   rt_inbox_msg_t *inbox_tail;
   int inbox_closed;          /* the async handle is closing: posts are dropped */
+  atomic_int inbox_nonempty; /* set by a post, cleared by a drain: lets catch_up skip the mutex */
+  int draining;              /* rt_worker_drain is running (no nested catch-up) */
   atomic_uint wake;          /* RT_WAKE_* bits, read and cleared by the inbox callback */
   rt_hub_t *hub;             /* the subscriptions of this worker's connections */
   rt_link_t conns;           /* all connections */
@@ -143,6 +145,24 @@ rt_inbox_msg_t *rt_inbox_msg_new(rt_inbox_kind_t kind, const char *channel, size
 void rt_inbox_msg_free(rt_inbox_msg_t *m);
 /* Runs every queued message in order (the inbox callback and a stop call it). */
 void rt_worker_drain(rt_worker_t *w);
+
+/*
+ * Takes the server lock for work on the calling thread's worker, first
+ * running what other threads posted to it before (see rt_worker_catch_up).
+ * Every worker callback that handles protocol state starts with it.
+ */
+void rt_srv_enter(rt_server_t *srv);
+
+/*
+ * Runs the inbox of w now if it holds anything (lock held, w's thread). A
+ * worker does this before acting itself, so everything other workers did
+ * before it took the lock (publishes, presence changes) reaches its clients
+ * before anything it does: deliveries follow the order of the lock, as with
+ * one loop (a client that unsubscribes gets no message published before
+ * the unsubscribe and delivered after it; presence changes arrive in the
+ * order they happened).
+ */
+void rt_worker_catch_up(rt_worker_t *w);
 
 /*
  * Publishes to every worker's subscribers: the frame is encoded once,

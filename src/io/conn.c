@@ -732,7 +732,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   rt_conn_t *c = s->data;
   rt_server_t *srv = c->srv;
   if (nread == 0) return;
-  rt_srv_lock(srv);
+  rt_srv_enter(srv);
   if (nread < 0)
     rt_conn_abort(c); /* EOF or reset: nothing left to say to this peer */
   else if (c->state == CONN_HTTP)
@@ -816,7 +816,7 @@ void rt_conn_on_accept(uv_stream_t *listener, int status) {
     rt_log(RT_LOG_WARN, "accept failed: %s", uv_strerror(status));
     return;
   }
-  rt_srv_lock(w->srv);
+  rt_srv_enter(w->srv);
   accept_conn(w, listener);
   rt_srv_unlock(w->srv);
 }

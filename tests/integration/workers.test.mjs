@@ -183,6 +183,69 @@ describe('--workers 2', () => {
     assert.equal((await stats()).totals.presenceEntries, 0, 'unsubscribing left the presence too');
   });
 
+  it('every subscriber sees concurrent presence changes in one same order', T, async () => {
+    const channel = 'busy';
+    await Promise.all(clients.map((c) => ack(c, { type: 'subscribe', channel })));
+    // Four members on either worker each send 20 pipelined updates: the
+    // changes interleave, but every client must see one and the same order.
+    const members = clients.slice(0, 4);
+    const N = 20;
+    const ids = members.map(() => []);
+    for (let n = 0; n < N; n++) {
+      for (const [k, m] of members.entries()) {
+        const id = nextId++;
+        ids[k].push(id);
+        m.send({ type: 'presence', channel, data: { k, n }, id });
+      }
+    }
+    const seqs = [];
+    for (const [i, c] of clients.entries()) {
+      const own = i < members.length ? N : 0;
+      const got = await c.nextN(N * members.length + own, 15000);
+      const pushes = got.filter((m) => m.type !== 'ack');
+      assert.equal(got.length - pushes.length, own, `client ${i}: its own acks`);
+      seqs.push(JSON.stringify(pushes.map((p) => [p.type, p.entry.data.k, p.entry.data.n])));
+    }
+    for (const [i, q] of seqs.entries()) assert.equal(q, seqs[0], `client ${i} saw the changes in another order`);
+    for (const m of members) {
+      const id = nextId++;
+      m.send({ type: 'presence_leave', channel, id });
+      for (const c of clients) assert.equal((await c.next(5000)).type, 'presence_leave');
+      assert.deepEqual(await m.next(5000), { type: 'ack', id });
+    }
+    await Promise.all(clients.map((c) => ack(c, { type: 'unsubscribe', channel })));
+  });
+
+  it('after its unsubscribe ack a client receives nothing more, wherever the publisher is', T, async () => {
+    const channel = 'stream';
+    const pub = clients[0];
+    const subs = clients.slice(1);
+    await Promise.all(subs.map((c) => ack(c, { type: 'subscribe', channel })));
+    let n = 0;
+    let publishing = true;
+    const pump = (async () => {
+      while (publishing) {
+        await ack(pub, { type: 'publish', channel, data: n++ });
+      }
+    })();
+    for (const c of subs) {
+      const id = nextId++;
+      c.send({ type: 'unsubscribe', channel, id });
+      for (;;) {
+        const m = await c.next(5000);
+        if (m.type === 'ack') {
+          assert.equal(m.id, id);
+          break;
+        }
+        assert.equal(m.type, 'message');
+      }
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    publishing = false;
+    await pump;
+    for (const c of subs) await c.expectNothing(50);
+  });
+
   it('live query pushes reach subscribers on both workers', T, async () => {
     const subs = await Promise.all(clients.map((c) => ack(c, { type: 'query_subscribe', query: 'items' })));
     for (const s of subs) assert.equal(s.rows.length, 10);
