@@ -48,7 +48,7 @@ FAILURES=()
 # server_cmd NAME: the command line of a server, into the array CMD.
 server_cmd() {
   case $1 in
-    realtimed) CMD=("$BUILD/realtimed") ;;
+    realtimed) CMD=("$BUILD/realtimed" --workers 1) ;; # one core: pinned like the others
     node-ws) CMD=(node "$ROOT/bench/peers/node-ws.mjs") ;;
     bun) CMD=("$BUN" "$ROOT/bench/peers/bun-topics.mjs") ;;
     *) die "unknown server '$1' (known: realtimed node-ws bun)" ;;

@@ -28,6 +28,9 @@ WARMUP=${WARMUP:-2}
 PIN=${PIN:-1}
 JSON_OUT=${JSON_OUT:-}
 BENCH_NAME=fanout
+# The server is pinned to one CPU: one worker, unless REALTIME_WORKERS says
+# otherwise (bench/workers.sh measures several).
+export REALTIME_WORKERS=${REALTIME_WORKERS:-1}
 
 # log, die, build, raise_fd_limit, pinning, TMP, start_server, stop_server, field.
 # shellcheck source-path=SCRIPTDIR source=lib.sh

@@ -38,6 +38,9 @@ SYNC=${SYNC:-normal}
 PIN=${PIN:-1}
 JSON_OUT=${JSON_OUT:-}
 BENCH_NAME=livequery
+# The server is pinned to one CPU: one worker, unless REALTIME_WORKERS says
+# otherwise (bench/workers.sh measures several).
+export REALTIME_WORKERS=${REALTIME_WORKERS:-1}
 
 # log, die, build, raise_fd_limit, pinning, TMP, start_server, stop_server, field.
 # shellcheck source-path=SCRIPTDIR source=lib.sh

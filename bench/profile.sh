@@ -46,7 +46,7 @@ stats_doc() {
 }
 stat_of() { grep -o "\"$2\":[0-9]*" <<<"$1" | tail -n 1 | cut -d: -f2; }
 
-start_server "$BUILD/realtimed" "${EXTRA[@]}"
+start_server "$BUILD/realtimed" --workers 1 "${EXTRA[@]}" # pinned to one CPU: one worker
 "${CLIENT_PIN[@]}" "$LOADGEN" --host 127.0.0.1 --port "$PORT" --server-pid "$SERVER_PID" \
   --server-core 0 --label "profile/$SCENARIO" "${ARGS[@]}" >"$TMP/loadgen.out" 2>&1 &
 LG=$!
