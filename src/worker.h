@@ -88,7 +88,7 @@ struct rt_worker_s {
   rt_link_t closing;         /* conns waiting for the peer's close, oldest first */
   rt_link_t pending;         /* conns with frames to flush */
   rt_link_t authwait;        /* open conns that must still authenticate, oldest first */
-  rt_strmap_t by_id;         /* client id (decimal, c->client_id) -> conn, for inbox lookups */
+  rt_strmap_t by_id;         /* client id (the bytes of peer.id) -> conn; nworkers > 1 only */
   size_t open_count;         /* conns in CONN_OPEN */
   unsigned ticks;            /* tick counter (token expiry every second) */
   atomic_uint_fast64_t socket_writes;  /* write system calls (written by the owner only) */

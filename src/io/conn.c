@@ -83,7 +83,8 @@ void rt_conn_abort(rt_conn_t *c) {
   rt_link_remove(&c->all_link);
   rt_link_remove(&c->timer_link);
   rt_link_remove(&c->pending_link);
-  rt_strmap_remove(&c->worker->by_id, (const char *)&c->peer.id, sizeof(c->peer.id));
+  if (c->srv->nworkers > 1)
+    rt_strmap_remove(&c->worker->by_id, (const char *)&c->peer.id, sizeof(c->peer.id));
   c->state = CONN_CLOSED;
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_close((uv_handle_t *)&c->tcp, on_close);
@@ -786,7 +787,8 @@ const char *rt_conn_client_id(const rt_conn_t *c, char buf[RT_ID_TEXT]) {
 
 static void accept_conn(rt_worker_t *w, uv_stream_t *listener) {
   rt_server_t *srv = w->srv;
-  rt_conn_t *c = rt_strmap_reserve(&w->by_id) == 0 ? rt_calloc(1, sizeof(*c)) : NULL;
+  int indexed = srv->nworkers > 1; /* only other threads look conns up by id */
+  rt_conn_t *c = !indexed || rt_strmap_reserve(&w->by_id) == 0 ? rt_calloc(1, sizeof(*c)) : NULL;
   if (c == NULL) return; /* the connection stays in the backlog; libuv retries */
   c->srv = srv;
   c->worker = w;
@@ -796,7 +798,7 @@ static void accept_conn(rt_worker_t *w, uv_stream_t *listener) {
   rt_link_init(&c->pending_link);
   rt_sendq_init(&c->sendq);
   rt_peer_init(&c->peer, &conn_peer_ops, ++srv->next_client_id);
-  rt_strmap_insert(&w->by_id, (const char *)&c->peer.id, sizeof(c->peer.id), c);
+  if (indexed) rt_strmap_insert(&w->by_id, (const char *)&c->peer.id, sizeof(c->peer.id), c);
   uv_tcp_init(w->loop, &c->tcp);
   c->state = CONN_HTTP;
   rt_link_push_back(&w->conns, &c->all_link);
@@ -843,9 +845,19 @@ void rt_conn_sweep_deadlines(rt_worker_t *w) {
   }
 }
 
-/* The map's keys are the bytes of each conn's peer.id (immutable, inside the conn). */
+/*
+ * With several workers, a map whose keys are the bytes of each conn's
+ * peer.id (immutable, inside the conn): inbox messages and API calls find
+ * their conn in O(1). A single worker keeps no map (its memory per
+ * connection stays as it was) and walks its list, as API calls did before.
+ */
 rt_conn_t *rt_conn_by_id(rt_worker_t *w, uint64_t id) {
-  return rt_strmap_find(&w->by_id, (const char *)&id, sizeof(id));
+  if (w->srv->nworkers > 1) return rt_strmap_find(&w->by_id, (const char *)&id, sizeof(id));
+  for (rt_link_t *l = w->conns.next; l != &w->conns; l = l->next) {
+    rt_conn_t *c = RT_CONTAINER_OF(l, rt_conn_t, all_link);
+    if (c->peer.id == id) return c;
+  }
+  return NULL;
 }
 
 rt_conn_t *rt_conn_find(rt_server_t *srv, uint64_t id) {
