@@ -78,8 +78,7 @@ typedef enum {
 
 struct rt_conn_s {
   uv_tcp_t tcp;            /* the socket; tcp.data == this */
-  rt_server_t *srv;        /* owning server */
-  rt_worker_t *worker;     /* owning worker: only its thread touches this conn's I/O */
+  rt_worker_t *worker;     /* owning worker (worker->srv: the server); only its thread does I/O */
   rt_peer_t peer;          /* hub subscriber (peer.id == client id) */
   rt_conn_state_t state;   /* lifecycle state */
   rt_link_t all_link;      /* in worker->conns */

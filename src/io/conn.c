@@ -40,7 +40,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void on_close(uv_handle_t *h) {
   rt_conn_t *c = h->data;
-  rt_server_t *srv = c->srv;
+  rt_server_t *srv = c->worker->srv;
   rt_worker_t *w = c->worker;
   rt_srv_lock(srv);
   if (c->ip_counted) rt_iplimit_release(srv->iplimit, RT_CONN_IP(c));
@@ -63,9 +63,9 @@ static void set_deadline(rt_conn_t *c, rt_link_t *list, uint64_t after_ms) {
 /* A client that completed the upgrade leaves: its presence goes, listeners hear of it. */
 static void leave_everything(rt_conn_t *c) {
   rt_hub_unsubscribe_all(c->worker->hub, &c->peer);
-  rt_live_drop_owner(c->srv->live, c);
+  rt_live_drop_owner(c->worker->srv->live, c);
   if (c->connected_at_ms == 0) return;
-  rt_srv_presence_drop_client(c->srv, RT_CONN_ID_TEXT(c));
+  rt_srv_presence_drop_client(c->worker->srv, RT_CONN_ID_TEXT(c));
 }
 
 void rt_conn_abort(rt_conn_t *c) {
@@ -78,12 +78,12 @@ void rt_conn_abort(rt_conn_t *c) {
                      .address = RT_CONN_REMOTE(c),
                      .close_code = c->close_code ? c->close_code : 1006,
                      .reason = c->close_reason ? c->close_reason : ""};
-    rt_events_emit(c->srv, &ev);
+    rt_events_emit(c->worker->srv, &ev);
   }
   rt_link_remove(&c->all_link);
   rt_link_remove(&c->timer_link);
   rt_link_remove(&c->pending_link);
-  if (c->srv->nworkers > 1)
+  if (c->worker->srv->nworkers > 1)
     rt_strmap_remove(&c->worker->by_id, (const char *)&c->peer.id, sizeof(c->peer.id));
   c->state = CONN_CLOSED;
   uv_read_stop((uv_stream_t *)&c->tcp);
@@ -98,7 +98,7 @@ void rt_conn_abort(rt_conn_t *c) {
  */
 /* Out of line: its address text buffer stays off the per-delivery path's stack frame. */
 static __attribute__((noinline, cold)) void cut_slow_consumer(rt_conn_t *c) {
-  c->srv->totals.slow_consumers_closed++;
+  c->worker->srv->totals.slow_consumers_closed++;
   rt_log(RT_LOG_WARN, "client=%llu ip=%s slow consumer: %zu bytes unsent, closing",
          (unsigned long long)c->peer.id, RT_CONN_REMOTE(c), c->sendq.bytes);
   rt_flush_drop_unsent(c);
@@ -108,7 +108,7 @@ static __attribute__((noinline, cold)) void cut_slow_consumer(rt_conn_t *c) {
 static int send_frame(rt_conn_t *c, rt_frame_t *f, int force) {
   size_t n = rt_frame_wire_len(f);
   if (c->state == CONN_CLOSED || (!force && c->state != CONN_OPEN)) goto drop;
-  if (!force && c->sendq.bytes + n > c->srv->cfg.max_queued_bytes) {
+  if (!force && c->sendq.bytes + n > c->worker->srv->cfg.max_queued_bytes) {
     cut_slow_consumer(c);
     goto drop;
   }
@@ -209,18 +209,18 @@ static void reply_error(rt_conn_t *c, const rt_cmd_t *cmd, int err, const char *
   const char *text = msg[0] ? msg : rt_strerror(err);
   rt_event_t ev = {.type = RT_EVENT_ERROR, .client_id = c->peer.id, .code = rt_err_name(err),
                    .reason = text};
-  rt_events_emit(c->srv, &ev);
+  rt_events_emit(c->worker->srv, &ev);
   rt_conn_send(c, rt_proto_error(cmd->has_id, cmd->id, err, text));
 }
 
 static void emit_channel_event(rt_conn_t *c, rt_event_type_t type, const rt_cmd_t *cmd) {
   rt_event_t ev = {.type = type, .client_id = c->peer.id, .channel = cmd->channel};
-  rt_events_emit(c->srv, &ev);
+  rt_events_emit(c->worker->srv, &ev);
 }
 
 static void do_subscribe(rt_conn_t *c, const rt_cmd_t *cmd) {
   rt_hub_t *hub = c->worker->hub;
-  uint32_t max = c->srv->cfg.max_subscriptions;
+  uint32_t max = c->worker->srv->cfg.max_subscriptions;
   if (rt_peer_subscription_count(&c->peer) >= max &&
       !rt_hub_is_subscribed(hub, &c->peer, cmd->channel, cmd->channel_len)) {
     char msg[96];
@@ -248,7 +248,7 @@ static void reply_rate_limited(rt_conn_t *c, const rt_cmd_t *cmd, const rt_rate_
 
 /* Loop time on the owner's thread; another worker's loop clock is not ours to read. */
 int rt_conn_rate_take(rt_conn_t *c, rt_rate_op_t op, rt_rate_verdict_t *out) {
-  rt_server_t *srv = c->srv;
+  rt_server_t *srv = c->worker->srv;
   int64_t now = rt_worker_is_current(c->worker) ? (int64_t)uv_now(c->worker->loop) : rt_mono_ms();
   if (c->rl == NULL) {
     if (!rt_rate_policy_limited(&srv->rate_policy)) return 0;
@@ -272,7 +272,7 @@ static int charge(rt_conn_t *c, const rt_cmd_t *cmd, rt_rate_op_t op) {
 
 /* A refusal names the channel and the permission that would allow it. */
 static int permitted(rt_conn_t *c, const rt_cmd_t *cmd, rt_perm_action_t action) {
-  if (rt_security_allows(c->srv, &c->ident, c->authenticated, action, cmd->channel,
+  if (rt_security_allows(c->worker->srv, &c->ident, c->authenticated, action, cmd->channel,
                          cmd->channel_len))
     return 1;
   char msg[RT_CHANNEL_MAX * 2 + 96];
@@ -295,8 +295,8 @@ static void do_auth(rt_conn_t *c, const rt_cmd_t *cmd) {
     return;
   }
   rt_identity_t id;
-  int r = cmd->cred_is_key ? rt_security_check(c->srv, NULL, 0, secret, (size_t)n, &id, &err)
-                           : rt_security_check(c->srv, secret, (size_t)n, NULL, 0, &id, &err);
+  int r = cmd->cred_is_key ? rt_security_check(c->worker->srv, NULL, 0, secret, (size_t)n, &id, &err)
+                           : rt_security_check(c->worker->srv, secret, (size_t)n, NULL, 0, &id, &err);
   OPENSSL_cleanse(secret, sizeof(secret)); /* secrets do not linger on the stack */
   if (r != 0) {
     reply_error(c, cmd, r, err.msg);
@@ -314,7 +314,7 @@ static void do_auth(rt_conn_t *c, const rt_cmd_t *cmd) {
 }
 
 static void do_publish(rt_conn_t *c, const rt_cmd_t *cmd) {
-  rt_server_t *srv = c->srv;
+  rt_server_t *srv = c->worker->srv;
   rt_errbuf_t err;
   err.msg[0] = '\0';
   if (!permitted(c, cmd, RT_PERM_WRITE)) return;
@@ -342,7 +342,7 @@ static void do_presence(rt_conn_t *c, const rt_cmd_t *cmd) {
   if (!permitted(c, cmd, RT_PERM_READ)) return;
   const char *data = cmd->data != NULL ? cmd->data : "null";
   size_t len = cmd->data != NULL ? cmd->data_len : 4;
-  int r = rt_srv_presence_set(c->srv, cmd->channel, cmd->channel_len, RT_CONN_ID_TEXT(c),
+  int r = rt_srv_presence_set(c->worker->srv, cmd->channel, cmd->channel_len, RT_CONN_ID_TEXT(c),
                               c->ident.user_id, data, len, &err);
   if (r != 0)
     reply_error(c, cmd, r, err.msg);
@@ -352,7 +352,7 @@ static void do_presence(rt_conn_t *c, const rt_cmd_t *cmd) {
 
 static void do_presence_get(rt_conn_t *c, const rt_cmd_t *cmd) {
   if (!permitted(c, cmd, RT_PERM_READ)) return;
-  rt_conn_send(c, rt_srv_presence_list(c->srv, cmd->channel, cmd->channel_len, cmd->has_id,
+  rt_conn_send(c, rt_srv_presence_list(c->worker->srv, cmd->channel, cmd->channel_len, cmd->has_id,
                                        cmd->id));
 }
 
@@ -371,7 +371,7 @@ static void do_query_subscribe(rt_conn_t *c, const rt_cmd_t *cmd) {
     return;
   }
   text[n] = '\0';
-  int r = rt_live_subscribe(c->srv->live, c, text, cmd->cred_is_key ? RT_LIVE_RAW : RT_LIVE_NAMED,
+  int r = rt_live_subscribe(c->worker->srv->live, c, text, cmd->cred_is_key ? RT_LIVE_RAW : RT_LIVE_NAMED,
                             cmd->data, cmd->data_len, cmd->has_id, cmd->id, NULL, &err);
   if (r != 0) reply_error(c, cmd, r, err.msg);
 }
@@ -380,7 +380,7 @@ static void do_query_unsubscribe(rt_conn_t *c, const rt_cmd_t *cmd) {
   char id[64];
   long n = rt_proto_decode_string(cmd->cred, cmd->cred_len, id, sizeof(id) - 1);
   if (n >= 0) id[n] = '\0';
-  if (n < 0 || rt_live_unsubscribe(c->srv->live, c, id) != 0) {
+  if (n < 0 || rt_live_unsubscribe(c->worker->srv->live, c, id) != 0) {
     reply_error(c, cmd, RT_EQUNKNOWN, "Unknown query subscription");
     return;
   }
@@ -402,7 +402,7 @@ static const rt_rate_op_t op_of[] = {
  * bad command gets an error reply; the connection stays.
  */
 static void handle_command(rt_conn_t *c, const char *msg, size_t len) {
-  rt_server_t *srv = c->srv;
+  rt_server_t *srv = c->worker->srv;
   rt_cmd_t cmd;
   rt_errbuf_t err;
   err.msg[0] = '\0';
@@ -494,13 +494,13 @@ static void handle_event(rt_conn_t *c, const rt_ws_event_t *ev) {
       break;
     case RT_WS_EV_PONG: /* the keep-alive answer also keeps the client's presence alive */
       c->awaiting_pong = 0;
-      rt_presence_touch_client(c->srv->presence, RT_CONN_ID_TEXT(c), rt_mono_ms());
+      rt_presence_touch_client(c->worker->srv->presence, RT_CONN_ID_TEXT(c), rt_mono_ms());
       break;
     case RT_WS_EV_CLOSE:
       on_close_frame(c, ev);
       break;
     case RT_WS_EV_ERROR:
-      c->srv->totals.protocol_errors++;
+      c->worker->srv->totals.protocol_errors++;
       rt_log(RT_LOG_DEBUG, "client=%llu ip=%s protocol error: %s", (unsigned long long)c->peer.id,
              RT_CONN_REMOTE(c), ev->reason);
       if (c->state == CONN_OPEN)
@@ -572,7 +572,7 @@ static void respond_frame(rt_conn_t *c, rt_frame_t *f) {
 }
 
 static void upgrade(rt_conn_t *c, const char *resp, size_t len, size_t head_len) {
-  rt_server_t *srv = c->srv;
+  rt_server_t *srv = c->worker->srv;
   rt_frame_t *f = rt_frame_new(len);
   if (f == NULL) {
     rt_conn_abort(c);
@@ -608,7 +608,7 @@ static void upgrade(rt_conn_t *c, const char *resp, size_t len, size_t head_len)
  * response replaces the 101 in resp and RT_EFORBIDDEN is returned.
  */
 static int admit(rt_conn_t *c, const rt_http_request_t *req, char *resp, size_t cap, size_t *len) {
-  rt_server_t *srv = c->srv;
+  rt_server_t *srv = c->worker->srv;
   char scratch[RT_JWT_MAX_TOKEN_LEN + 512];
   rt_credentials_t cr;
   rt_errbuf_t err;
@@ -645,7 +645,7 @@ static int admit(rt_conn_t *c, const rt_http_request_t *req, char *resp, size_t 
  * names and activity.
  */
 static void serve_stats(rt_conn_t *c, const rt_http_request_t *req) {
-  rt_server_t *srv = c->srv;
+  rt_server_t *srv = c->worker->srv;
   char resp[512];
   if (srv->cfg.require_auth) {
     char scratch[1024];
@@ -681,7 +681,7 @@ static void serve_stats(rt_conn_t *c, const rt_http_request_t *req) {
 
 /* Accumulates the request head; once complete, answers it (upgrade, health or an error). */
 static void handle_http(rt_conn_t *c, const char *data, size_t n) {
-  rt_server_t *srv = c->srv;
+  rt_server_t *srv = c->worker->srv;
   char *nh = rt_realloc(c->head, c->head_len + n);
   if (nh == NULL) {
     rt_conn_abort(c);
@@ -731,7 +731,7 @@ static void handle_http(rt_conn_t *c, const char *data, size_t n) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   rt_conn_t *c = s->data;
-  rt_server_t *srv = c->srv;
+  rt_server_t *srv = c->worker->srv;
   if (nread == 0) return;
   rt_srv_enter(srv);
   if (nread < 0)
@@ -790,7 +790,6 @@ static void accept_conn(rt_worker_t *w, uv_stream_t *listener) {
   int indexed = srv->nworkers > 1; /* only other threads look conns up by id */
   rt_conn_t *c = !indexed || rt_strmap_reserve(&w->by_id) == 0 ? rt_calloc(1, sizeof(*c)) : NULL;
   if (c == NULL) return; /* the connection stays in the backlog; libuv retries */
-  c->srv = srv;
   c->worker = w;
   c->tcp.data = c;
   rt_link_init(&c->all_link);

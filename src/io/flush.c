@@ -100,9 +100,9 @@ static void consume(rt_conn_t *c, size_t n) {
 
 /* Ends a connection from the write path: this part needs the server lock. */
 static void abort_locked(rt_conn_t *c) {
-  rt_srv_lock(c->srv);
+  rt_srv_lock(c->worker->srv);
   rt_conn_abort(c);
-  rt_srv_unlock(c->srv);
+  rt_srv_unlock(c->worker->srv);
 }
 
 static void maybe_finish(rt_conn_t *c) {
