@@ -96,7 +96,6 @@ struct rt_conn_s {
                               (its worker's decoders lend one per read) */
   rt_sendq_t sendq;        /* frames queued to this client */
   size_t inflight_bytes;   /* bytes handed to the uv_write in flight (flush.c allocates it) */
-  size_t inflight_frames;  /* frames (from the sendq head) covered by that uv_write */
   int64_t connected_at_ms; /* wall clock at upgrade */
   uint64_t messages_in;    /* text messages received */
   uint64_t messages_out;   /* message/ack/error frames queued */

@@ -22,25 +22,35 @@ void rt_frame_append(rt_frame_t *f, const void *p, size_t n) {
   f->len += n;
 }
 
-/* RFC 6455 5.2: server frames are unmasked; the length takes 7, 7+16 or 7+64 bits. */
-void rt_frame_seal(rt_frame_t *f, int opcode) {
-  uint8_t *p = rt_frame_payload(f);
-  size_t n = f->len;
-  if (n < 126) {
-    p -= 2;
+/*
+ * RFC 6455 5.2: server frames are unmasked; the length takes 7, 7+16 or
+ * 7+64 bits. Writes the header for an n-byte payload at p; returns its size.
+ */
+static size_t write_header(uint8_t *p, int opcode, size_t n) {
+  size_t h = rt_frame_header_len(n);
+  p[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+  if (h == 2) {
     p[1] = (uint8_t)n;
-  } else if (n <= 0xffff) {
-    p -= 4;
+  } else if (h == 4) {
     p[1] = 126;
     p[2] = (uint8_t)(n >> 8);
     p[3] = (uint8_t)n;
   } else {
-    p -= 10;
     p[1] = 127;
     for (int i = 0; i < 8; i++) p[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
   }
-  p[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+  return h;
+}
+
+void rt_frame_seal(rt_frame_t *f, int opcode) {
+  uint8_t *p = rt_frame_payload(f) - rt_frame_header_len(f->len);
+  write_header(p, opcode, f->len);
   f->off = (uint32_t)(p - f->bytes);
+}
+
+void rt_frame_append_header(rt_frame_t *f, int opcode, size_t payload_len) {
+  assert(f->len + rt_frame_header_len(payload_len) <= f->cap);
+  f->len += write_header(rt_frame_payload(f) + f->len, opcode, payload_len);
 }
 
 rt_frame_t *rt_frame_copy(const rt_frame_t *f) {
@@ -61,19 +71,19 @@ void rt_frame_unref(rt_frame_t *f) {
 void rt_sendq_init(rt_sendq_t *q) { memset(q, 0, sizeof(*q)); }
 
 void rt_sendq_destroy(rt_sendq_t *q) {
-  for (size_t i = 0; i < q->count; i++) rt_frame_unref(rt_sendq_at(q, i));
+  for (size_t i = 0; i < q->count; i++) rt_frame_unref(rt_sendq_at(q, i)->s.frame);
   rt_free(q->ring);
   rt_sendq_init(q);
 }
 
-/* Out of line, so the inline push stays a handful of instructions. */
+/* Out of line, so the inline pushes stay a handful of instructions. */
 __attribute__((noinline)) int rt_sendq_grow(rt_sendq_t *q) {
-  /* Two slots first (the smallest malloc chunk): an idle client's queue holds
-   * at most its handshake reply and an ack; a busy one doubles to its need once. */
-  size_t ncap = q->cap ? q->cap * 2 : 2;
-  rt_frame_t **nr = rt_malloc(ncap * sizeof(*nr));
+  /* One slot first (24 bytes, the smallest malloc chunk): an idle client's queue
+   * holds its handshake reply, then an ack; a busy one doubles to its need once. */
+  size_t ncap = q->cap ? q->cap * 2 : 1;
+  rt_sendq_entry_t *nr = rt_malloc(ncap * sizeof(*nr));
   if (nr == NULL) return RT_ENOMEM;
-  for (size_t i = 0; i < q->count; i++) nr[i] = rt_sendq_at(q, i);
+  for (size_t i = 0; i < q->count; i++) nr[i] = *rt_sendq_at(q, i);
   rt_free(q->ring);
   q->ring = nr;
   q->cap = ncap;
@@ -81,43 +91,49 @@ __attribute__((noinline)) int rt_sendq_grow(rt_sendq_t *q) {
   return 0;
 }
 
-/* The whole queue went out (the common case of a flush): no per-frame length arithmetic. */
-static void consume_all(rt_sendq_t *q) {
-  for (size_t i = 0; i < q->count; i++) rt_frame_unref(rt_sendq_at(q, i));
+/* The whole queue went out (the common case of a flush): no per-entry length arithmetic. */
+static size_t consume_all(rt_sendq_t *q) {
+  size_t frames = 0;
+  for (size_t i = 0; i < q->count; i++) {
+    rt_sendq_entry_t *e = rt_sendq_at(q, i);
+    frames += e->frames;
+    rt_frame_unref(e->s.frame);
+  }
   q->head = (q->head + q->count) & (q->cap - 1);
   q->count = 0;
-  q->head_sent = 0;
+  q->pinned = 0;
   q->bytes = 0;
+  return frames;
 }
 
-void rt_sendq_consume(rt_sendq_t *q, size_t n) {
+size_t rt_sendq_consume(rt_sendq_t *q, size_t n) {
   assert(n <= q->bytes);
-  if (n == q->bytes && n > 0) {
-    consume_all(q);
-    return;
-  }
+  if (n == q->bytes && n > 0) return consume_all(q);
+  size_t frames = 0;
   q->bytes -= n;
   while (n > 0) {
-    rt_frame_t *f = rt_sendq_at(q, 0);
-    size_t left = rt_frame_wire_len(f) - q->head_sent;
-    if (n < left) {
-      q->head_sent += n;
-      return;
+    rt_sendq_entry_t *e = rt_sendq_at(q, 0);
+    if (n < e->s.len) {
+      e->s.off += (uint32_t)n;
+      e->s.len -= (uint32_t)n;
+      rt_sendq_pin(q, 1);
+      break;
     }
-    n -= left;
-    q->head_sent = 0;
+    n -= e->s.len;
+    frames += e->frames;
+    rt_frame_unref(e->s.frame);
     q->head = (q->head + 1) & (q->cap - 1);
     q->count--;
-    rt_frame_unref(f);
+    if (q->pinned > 0) q->pinned--;
   }
+  return frames;
 }
 
-void rt_sendq_truncate(rt_sendq_t *q, size_t keep) {
-  assert(keep > 0 || q->head_sent == 0);
-  while (q->count > keep) {
-    rt_frame_t *f = rt_sendq_at(q, q->count - 1);
+void rt_sendq_drop_unpinned(rt_sendq_t *q) {
+  while (q->count > q->pinned) {
+    rt_sendq_entry_t *e = rt_sendq_at(q, q->count - 1);
     q->count--;
-    q->bytes -= rt_frame_wire_len(f);
-    rt_frame_unref(f);
+    q->bytes -= e->s.len;
+    rt_frame_unref(e->s.frame);
   }
 }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "realtime/realtime.h"
+
 #define RT_FRAME_HEADROOM 10
 
 typedef struct rt_frame_s {
@@ -51,53 +53,131 @@ rt_frame_t *rt_frame_copy(const rt_frame_t *f);
 void rt_frame_unref(rt_frame_t *f);
 
 /*
- * Send queue: a growable ring of frame references plus the number of bytes of
- * the head frame already written. Pushing takes a reference the caller hands
- * over; the ring grows by doubling so a steady state allocates nothing.
+ * Appends an unmasked WebSocket header (FIN set, `opcode`) for a payload of
+ * `payload_len` bytes to the payload area: how a batch frame (one buffer
+ * holding several complete frames, see rt_slice_t) gets each frame's header.
+ */
+void rt_frame_append_header(rt_frame_t *f, int opcode, size_t payload_len);
+/* Bytes of the header rt_frame_append_header writes for that payload (2, 4 or 10). */
+static inline size_t rt_frame_header_len(size_t payload_len) {
+  return payload_len < 126 ? 2 : payload_len <= 0xffff ? 4 : 10;
+}
+
+/*
+ * A byte range of a frame: the wire bytes of one message or of several
+ * consecutive ones. A publish's message is a slice of its channel's batch
+ * frame, which holds the complete WebSocket frames of the channel's messages
+ * of one loop iteration back to back (src/core/hub.c); every other frame is
+ * one slice covering its whole wire (rt_frame_wire). Bytes inside a slice
+ * that a subscriber can see never change: a batch only grows past its end.
  */
 typedef struct {
-  rt_frame_t **ring; /* capacity `cap`, a power of two */
-  size_t cap;        /* ring slots */
-  size_t head;       /* index of the oldest frame */
-  size_t count;      /* frames queued */
-  size_t head_sent;  /* bytes of the head frame already written */
-  size_t bytes;      /* unsent wire bytes across the queue */
+  rt_frame_t *frame; /* the buffer (whether a reference is owned is said where it is passed) */
+  uint32_t off;      /* first byte within frame->bytes */
+  uint32_t len;      /* bytes */
+} rt_slice_t;
+
+/*
+ * Send queue: a growable ring of slices, each holding one frame reference.
+ * When a message's slice continues the tail entry's (same frame, starting
+ * where the entry ends), the entry grows instead: the consecutive messages a
+ * subscriber gets from one batch frame are one entry, so one iovec of the
+ * send (rt_sendq_append). A partial write advances the head entry's `off`.
+ * The ring grows by doubling so a steady state allocates nothing.
+ */
+typedef struct {
+  rt_slice_t s;    /* unsent bytes of the entry (one frame reference owned) */
+  uint32_t frames; /* WebSocket frames ending in the entry (rt_sendq_consume's count) */
+} rt_sendq_entry_t;
+
+typedef struct {
+  rt_sendq_entry_t *ring; /* capacity `cap`, a power of two */
+  size_t cap;             /* ring slots */
+  size_t head;            /* index of the oldest entry */
+  size_t count;           /* entries queued */
+  size_t pinned;          /* head entries partly written or handed to a write in flight: never
+                             extended, and kept when the unsent rest is dropped */
+  size_t bytes;           /* unsent wire bytes across the queue */
 } rt_sendq_t;
 
 void rt_sendq_init(rt_sendq_t *q);
 /* Unrefs every queued frame and frees the ring. */
 void rt_sendq_destroy(rt_sendq_t *q);
-/* Doubles the ring (the slow path of rt_sendq_push). Returns 0 or RT_ENOMEM. */
+/* Doubles the ring (the slow path of a push). Returns 0 or RT_ENOMEM. */
 int rt_sendq_grow(rt_sendq_t *q);
-/*
- * Takes ownership of one reference to `f`. Returns 0 or RT_ENOMEM (ref not
- * taken). Inline: it runs once per delivery, and a call with the growth path
- * folded in cost as much as the push itself (callgrind, scenario A).
- */
-static inline int rt_sendq_push(rt_sendq_t *q, rt_frame_t *f) {
+
+/* The i-th queued entry (0 = head), borrowed. */
+static inline rt_sendq_entry_t *rt_sendq_at(const rt_sendq_t *q, size_t i) {
+  return &q->ring[(q->head + i) & (q->cap - 1)];
+}
+
+/* Pushes a new entry for `s`, taking over the reference the caller owns. 0 or RT_ENOMEM. */
+static inline int rt_sendq_push_slice(rt_sendq_t *q, const rt_slice_t *s) {
   if (q->count == q->cap) {
     int r = rt_sendq_grow(q);
     if (r != 0) return r;
   }
-  q->ring[(q->head + q->count) & (q->cap - 1)] = f;
+  rt_sendq_entry_t *e = &q->ring[(q->head + q->count) & (q->cap - 1)];
+  e->s = *s;
+  e->frames = 1;
   q->count++;
-  q->bytes += rt_frame_wire_len(f);
+  q->bytes += s->len;
   return 0;
 }
-/* The i-th queued frame (0 = head), borrowed. */
-static inline rt_frame_t *rt_sendq_at(const rt_sendq_t *q, size_t i) {
-  return q->ring[(q->head + i) & (q->cap - 1)];
-}
-/*
- * Marks `n` bytes as written: pops (and unrefs) every frame completed by them
- * and advances head_sent within the next. `n` must not exceed q->bytes.
- */
-void rt_sendq_consume(rt_sendq_t *q, size_t n);
 
 /*
- * Keeps the first `keep` frames and unrefs the rest (newest first). The head
- * frame must be kept when it is partly written (head_sent > 0).
+ * Queues a whole sealed frame. Takes ownership of one reference to `f`.
+ * Returns 0, or RT_ENOMEM (ref not taken); RT_ETOOLARGE for a frame of 4 GiB
+ * or more (slices count in 32 bits; no server frame comes near).
+ * Inline: it runs once per ack or push, and a call cost as much as the push.
  */
-void rt_sendq_truncate(rt_sendq_t *q, size_t keep);
+static inline int rt_sendq_push(rt_sendq_t *q, rt_frame_t *f) {
+  size_t n = rt_frame_wire_len(f);
+  if (n > UINT32_MAX) return RT_ETOOLARGE;
+  rt_slice_t s = {f, f->off, (uint32_t)n};
+  return rt_sendq_push_slice(q, &s);
+}
+
+/*
+ * Queues the message bytes `s` (borrowed). When they continue the tail
+ * entry (same frame, starting where it ends) and the tail is not pinned,
+ * the entry grows: no new entry, no new reference. Otherwise a new entry
+ * takes its own reference. Returns 0 or RT_ENOMEM (nothing queued).
+ * Inline: it runs once per delivery.
+ */
+static inline int rt_sendq_append(rt_sendq_t *q, const rt_slice_t *s) {
+  if (q->count > q->pinned) {
+    rt_sendq_entry_t *t = rt_sendq_at(q, q->count - 1);
+    if (t->s.frame == s->frame && t->s.off + t->s.len == s->off) {
+      t->s.len += s->len;
+      t->frames++;
+      q->bytes += s->len;
+      return 0;
+    }
+  }
+  int r = rt_sendq_push_slice(q, s);
+  if (r == 0) rt_frame_ref(s->frame);
+  return r;
+}
+
+/*
+ * Marks `n` bytes as written: pops (and unrefs) every entry completed by
+ * them and advances the next one's offset (which pins it). `n` must not
+ * exceed q->bytes. Returns the WebSocket frames of the completed entries.
+ */
+size_t rt_sendq_consume(rt_sendq_t *q, size_t n);
+
+/* Pins the first `n` entries (a write in flight carries them). */
+static inline void rt_sendq_pin(rt_sendq_t *q, size_t n) {
+  if (n > q->pinned) q->pinned = n;
+}
+
+/*
+ * Drops every entry but the pinned ones (newest first): what the slow-
+ * consumer cut does, so that frames already partly on the wire complete and
+ * the close frame after them is well framed. Pinned entries were never
+ * extended, so what is kept is exactly what was started.
+ */
+void rt_sendq_drop_unpinned(rt_sendq_t *q);
 
 #endif

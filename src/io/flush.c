@@ -59,22 +59,21 @@ void rt_flusher_free(rt_flusher_t *fl) {
 
 int rt_flusher_uses_io_uring(const rt_flusher_t *fl) { return fl != NULL && fl->batch != NULL; }
 
-/* Fills iov from the sendq head (honouring head_sent); returns the count and sets *bytes. */
+/*
+ * Fills iov from the sendq head, one iovec per entry (a partly written head
+ * entry starts at its unsent bytes; an entry may hold many messages of one
+ * batch frame); returns the count and sets *bytes.
+ */
 static size_t gather(rt_conn_t *c, uv_buf_t *iov, size_t *bytes) {
   rt_sendq_t *q = &c->sendq;
   size_t n = q->count < FLUSH_MAX_IOV ? q->count : FLUSH_MAX_IOV;
   size_t total = 0;
-  /* Fields set directly: uv_buf_init is a call into libuv, once per frame. */
+  /* Fields set directly: uv_buf_init is a call into libuv, once per entry. */
   for (size_t i = 0; i < n; i++) {
-    const rt_frame_t *f = rt_sendq_at(q, i);
-    iov[i].base = (char *)rt_frame_wire(f);
-    iov[i].len = rt_frame_wire_len(f);
-    total += iov[i].len;
-  }
-  if (n > 0) {
-    iov[0].base += q->head_sent;
-    iov[0].len -= q->head_sent;
-    total -= q->head_sent;
+    const rt_slice_t *s = &rt_sendq_at(q, i)->s;
+    iov[i].base = (char *)s->frame->bytes + s->off;
+    iov[i].len = s->len;
+    total += s->len;
   }
   *bytes = total;
   return n;
@@ -93,9 +92,7 @@ static void count(atomic_uint_fast64_t *counter, uint64_t n) {
 }
 
 static void consume(rt_conn_t *c, size_t n) {
-  size_t before = c->sendq.count;
-  rt_sendq_consume(&c->sendq, n);
-  count(&c->worker->frames_written, before - c->sendq.count);
+  count(&c->worker->frames_written, rt_sendq_consume(&c->sendq, n));
 }
 
 /* Ends a connection from the write path: this part needs the server lock. */
@@ -130,7 +127,6 @@ static void on_write(uv_write_t *req, int status) {
   }
   consume(c, c->inflight_bytes);
   c->inflight_bytes = 0;
-  c->inflight_frames = 0;
   if (c->sendq.count > 0)
     flush_conn(c);
   else
@@ -143,7 +139,7 @@ static void start_write(rt_conn_t *c) {
   size_t bytes;
   size_t n = gather(c, iov, &bytes);
   c->inflight_bytes = bytes;
-  c->inflight_frames = n;
+  rt_sendq_pin(&c->sendq, n); /* never extended while libuv holds their iovecs' lengths */
   uv_write_t *req = rt_malloc(sizeof(*req));
   if (req == NULL) {
     abort_locked(c);
@@ -292,7 +288,4 @@ void rt_flush_pending(rt_worker_t *w) {
  * frame that follows is well framed; everything else is dropped, which is
  * what bounds the server's memory.
  */
-void rt_flush_drop_unsent(rt_conn_t *c) {
-  size_t keep = c->writing ? c->inflight_frames : (c->sendq.head_sent > 0 ? 1 : 0);
-  rt_sendq_truncate(&c->sendq, keep);
-}
+void rt_flush_drop_unsent(rt_conn_t *c) { rt_sendq_drop_unpinned(&c->sendq); }
