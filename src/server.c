@@ -327,7 +327,7 @@ int rt_server_publish_async(rt_server_t *srv, const char *channel, const char *j
  * on worker 0's thread (the embedder's loop thread): publishes made on
  * other workers reach them through worker 0's inbox.
  */
-static int sub_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg) {
+static int sub_deliver(rt_peer_t *peer, const rt_slice_t *wire, const rt_hub_msg_t *msg) {
   rt_subscription_t *s = RT_CONTAINER_OF(peer, rt_subscription_t, peer);
   s->cb(msg->channel, msg->data, msg->data_len, &msg->meta, s->user_data);
   return 0;

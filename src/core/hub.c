@@ -34,6 +34,21 @@
 #define RATE_BUCKET_MS 5000
 
 /*
+ * Batch frames (see rt_hub_close_batches): a channel's first batch of an
+ * iteration is sized by what its last busy iteration encoded (an isolated
+ * publish gets an exact frame, no slack); when one fills up, the next has
+ * twice its capacity, at least BATCH_MIN, at most BATCH_MAX. A message
+ * bigger than that gets a frame of its own. At most OPEN_MAX batches are
+ * open at once: past it (a hub used without a loop that closes them) all
+ * are closed, which costs batching, never correctness.
+ */
+#define BATCH_MIN 1024
+#define BATCH_MAX 16384
+#define OPEN_MAX 1024
+/* Slices count in 32 bits: a message's frame stays far below (publishes are capped far lower). */
+#define MESSAGE_MAX (UINT32_MAX / 2)
+
+/*
  * Publish statistics, allocated at a channel's first publish: many channels
  * (one per user, per document) are subscribed to and never published on, and
  * for them these 88 bytes would be most of the channel. Until then every
@@ -47,6 +62,21 @@ typedef struct {
   uint32_t rate[RATE_BUCKETS]; /* publishes per RATE_BUCKET_MS bucket, ring over the last minute */
   int64_t rate_bucket;         /* absolute index (clock / RATE_BUCKET_MS) of the newest bucket */
 } channel_stats_t;
+
+/*
+ * A channel's batch state, allocated at its first publish or delivery. It
+ * is the hub's own, never in a shared record (below): batch frames, like
+ * all frames, belong to one worker's thread, so each worker's hub batches
+ * its own deliveries of the channel.
+ */
+typedef struct {
+  rt_frame_t *frame; /* the open batch frame while gen == hub->gen, NULL when this generation's
+                        last message went out in a frame of its own (the hub's open list owns
+                        the reference) */
+  uint64_t gen;      /* batch generation of `frame` and of the two counts below */
+  size_t gen_bytes;  /* wire bytes of the messages of that generation */
+  size_t gen_msgs;   /* messages of that generation */
+} batch_t;
 
 /*
  * With several workers, each has a hub with the subscriptions of its own
@@ -90,6 +120,7 @@ typedef struct channel_s {
   int64_t created_at;       /* clock at creation */
   int64_t last_activity;    /* clock at the last subscribe, unsubscribe or publish */
   channel_stats_t *stats;   /* NULL until the first publish */
+  batch_t *batch;           /* NULL until the first publish or delivery */
   rt_sub_t *first;          /* the one-slot array subs points at until a second subscriber */
   char name[];              /* NUL-terminated channel name, allocated with the struct */
 } channel_t;
@@ -112,6 +143,10 @@ struct rt_hub_s {
   uint64_t published;  /* publishes that reached a channel, since creation */
   uint64_t delivered;  /* accepted deliveries, since creation */
   rt_hub_stats_t *shared; /* per-channel figures shared with other hubs, or NULL */
+  uint64_t gen;        /* batch generation, advanced by rt_hub_close_batches; starts at 1 */
+  rt_frame_t **open;   /* batch frames opened in this generation, one reference each */
+  size_t nopen;        /* entries in open */
+  size_t open_cap;     /* slots allocated in open (at most OPEN_MAX) */
 };
 
 static int64_t wall_clock(void *unused) {
@@ -229,6 +264,7 @@ static void shared_release(shared_rec_t *r) {
 
 static void channel_free(channel_t *c) {
   if (c->subs != &c->first) rt_free(c->subs);
+  rt_free(c->batch); /* its frame, if open, is the hub's open list's */
   if (c->shared)
     shared_release(rec_of(c));
   else
@@ -407,6 +443,7 @@ rt_hub_t *rt_hub_new(rt_clock_fn clock, void *clock_data) {
     return NULL;
   }
   hub->cap = TABLE_MIN_CAP;
+  hub->gen = 1;
   hub->clock = clock != NULL ? clock : wall_clock;
   hub->clock_data = clock_data;
   uint64_t entropy[2] = {(uint64_t)(uintptr_t)hub ^ (uint64_t)(uintptr_t)hub->slots,
@@ -435,6 +472,8 @@ void rt_hub_free(rt_hub_t *hub) {
     }
     channel_free(c);
   }
+  rt_hub_close_batches(hub);
+  rt_free(hub->open);
   rt_free(hub->slots);
   rt_free(hub);
 }
@@ -499,14 +538,14 @@ int rt_hub_is_subscribed(rt_hub_t *hub, const rt_peer_t *peer, const char *chann
  * a slot is NULL when its subscription was removed meanwhile. Nothing is
  * allocated here: the per-delivery cost is the deliver() call itself.
  */
-static int64_t fan_out(channel_t *c, rt_frame_t *frame, const rt_hub_msg_t *msg) {
+static int64_t fan_out(channel_t *c, const rt_slice_t *wire, const rt_hub_msg_t *msg) {
   size_t n = c->nslots;
   int64_t delivered = 0;
   for (size_t i = 0; i < n; i++) {
     rt_sub_t *s = c->subs[i];
     if (s == NULL) continue;
     rt_peer_t *p = s->peer;
-    if (p->ops->deliver(p, frame, msg) == 0) delivered++;
+    if (p->ops->deliver(p, wire, msg) == 0) delivered++;
   }
   return delivered;
 }
@@ -562,24 +601,115 @@ static void account(rt_hub_t *hub, channel_t *c, size_t data_len, int64_t delive
   hub->delivered += (uint64_t)delivered;
 }
 
-/* One fan-out of a message frame on c (statistics allocated), with its accounting. */
-static int64_t deliver_on(rt_hub_t *hub, channel_t *c, rt_frame_t *frame, const rt_hub_msg_t *msg,
-                          int64_t now) {
+/* One fan-out of a message's wire bytes on c (statistics allocated), with its accounting. */
+static int64_t deliver_on(rt_hub_t *hub, channel_t *c, const rt_slice_t *wire,
+                          const rt_hub_msg_t *msg, int64_t now) {
   c->depth++;
-  int64_t delivered = fan_out(c, frame, msg);
+  int64_t delivered = fan_out(c, wire, msg);
   account(hub, c, msg->data_len, delivered, now);
   end_fanout(c);
   return delivered;
 }
 
+/* -------------------------------------------------------------- batches */
+
+void rt_hub_close_batches(rt_hub_t *hub) {
+  if (hub->nopen == 0) return;
+  for (size_t i = 0; i < hub->nopen; i++) rt_frame_unref(hub->open[i]);
+  hub->nopen = 0;
+  hub->gen++;
+}
+
+/* Adds f (its creation reference) to the open list. 0 or RT_ENOMEM (nothing changed). */
+static int register_batch(rt_hub_t *hub, rt_frame_t *f) {
+  if (hub->nopen == hub->open_cap) {
+    size_t ncap = hub->open_cap ? hub->open_cap * 2 : 16;
+    rt_frame_t **no = rt_realloc(hub->open, ncap * sizeof(*no));
+    if (no == NULL) return RT_ENOMEM;
+    hub->open = no;
+    hub->open_cap = ncap;
+  }
+  hub->open[hub->nopen++] = f;
+  return 0;
+}
+
 /*
- * Encodes the message frame once and hands the same frame to every
- * subscriber. The depth counter keeps the channel (and its slot indices)
- * alive across re-entrant deliver() calls; the frame reference taken by
- * rt_proto_message is dropped here, so the frame lives exactly as long as the
- * peers that kept a reference. A channel absent from the table gets nothing
+ * Capacity of the channel's next batch, which must take a message of n wire
+ * bytes; n itself means no batch (the message keeps a frame of its own).
+ */
+static size_t batch_capacity(const rt_hub_t *hub, const batch_t *b, size_t n) {
+  size_t cap;
+  if (b->gen == hub->gen) /* this iteration's batch is full (or was an own frame): grow */
+    cap = b->frame == NULL || b->frame->cap < BATCH_MIN / 2 ? BATCH_MIN : b->frame->cap * 2;
+  else /* the first of the iteration: what the last iteration with several messages took */
+    cap = b->gen_msgs > 1 ? b->gen_bytes : 0;
+  if (cap > BATCH_MAX) cap = BATCH_MAX;
+  return cap > n ? cap : n;
+}
+
+/*
+ * Where the next message of c (n wire bytes) goes: the end of the channel's
+ * open batch, or of a new one when it has no room, returned with a
+ * reference for the caller (who writes the n bytes there and drops the
+ * reference after the fan-out: a nested publish may close the batches
+ * meanwhile). NULL when no batch applies: an isolated message on a cold
+ * channel, one bigger than a batch, or no memory for the batch state; the
+ * message then goes out in a frame of its own. Counts the message either
+ * way (the next iteration's sizing).
+ */
+static rt_frame_t *batch_reserve(rt_hub_t *hub, channel_t *c, size_t n) {
+  batch_t *b = c->batch;
+  if (b == NULL && (b = c->batch = rt_calloc(1, sizeof(*b))) == NULL) return NULL;
+  if (b->gen == hub->gen && b->frame != NULL && b->frame->cap - b->frame->len >= n) {
+    b->gen_bytes += n;
+    b->gen_msgs++;
+    return rt_frame_ref(b->frame);
+  }
+  if (hub->nopen == OPEN_MAX) rt_hub_close_batches(hub);
+  size_t cap = batch_capacity(hub, b, n);
+  if (b->gen != hub->gen) {
+    b->gen = hub->gen;
+    b->gen_bytes = 0;
+    b->gen_msgs = 0;
+  }
+  b->gen_bytes += n;
+  b->gen_msgs++;
+  b->frame = NULL;
+  if (cap == n) return NULL;
+  rt_frame_t *f = rt_frame_new(cap);
+  if (f == NULL) return NULL; /* the smaller frame of its own may still fit */
+  if (register_batch(hub, f) != 0) return f; /* serves this message alone */
+  b->frame = f;
+  return rt_frame_ref(f);
+}
+
+/*
+ * Encodes the message once, as a complete text frame: at the end of the
+ * channel's batch, or in an exact frame of its own (same layout) when no
+ * batch applies. *wire
+ * holds a reference the caller drops after the fan-out. The bytes before
+ * it in a batch, which subscribers may already have queued, are not touched.
+ */
+static int encode(rt_hub_t *hub, channel_t *c, const char *data, size_t data_len,
+                  rt_slice_t *wire) {
+  size_t plen = rt_proto_message_len(c->len, data_len);
+  size_t n = rt_frame_header_len(plen) + plen;
+  if (plen == 0 || n > MESSAGE_MAX) return RT_ETOOLARGE;
+  rt_frame_t *f = batch_reserve(hub, c, n);
+  if (f == NULL && (f = rt_frame_new(n)) == NULL) return RT_ENOMEM; /* exact: no slack */
+  wire->frame = f;
+  wire->off = (uint32_t)(RT_FRAME_HEADROOM + f->len);
+  wire->len = (uint32_t)n;
+  rt_proto_message_append(f, c->name, c->len, data, data_len);
+  return 0;
+}
+
+/*
+ * Encodes the message once and hands the same bytes to every subscriber.
+ * The depth counter keeps the channel (and its slot indices) alive across
+ * re-entrant deliver() calls. A channel absent from the table gets nothing
  * counted and is not created. The channel's statistics are allocated before
- * anything is delivered, so RT_ENOMEM means nobody got the message.
+ * anything is delivered, so an error means nobody got the message.
  */
 int64_t rt_hub_publish(rt_hub_t *hub, const char *channel, size_t channel_len, const char *data,
                        size_t data_len, uint64_t publisher_id) {
@@ -587,22 +717,41 @@ int64_t rt_hub_publish(rt_hub_t *hub, const char *channel, size_t channel_len, c
   if (c == NULL) return 0;
   int64_t now = now_ms(hub);
   if (stats_for_publish(c, now) == NULL) return RT_ENOMEM;
-  rt_frame_t *frame = rt_proto_message(c->name, c->len, data, data_len);
-  if (frame == NULL) return RT_ENOMEM;
+  rt_slice_t wire;
+  int r = encode(hub, c, data, data_len, &wire);
+  if (r != 0) return r;
   rt_hub_msg_t msg = {c->name, c->len, data, data_len, {publisher_id, now}};
-  int64_t delivered = deliver_on(hub, c, frame, &msg, now);
-  rt_frame_unref(frame);
+  int64_t delivered = deliver_on(hub, c, &wire, &msg, now);
+  rt_frame_unref(wire.frame);
   return delivered;
 }
 
+/*
+ * The message is encoded already (frame, shared by the workers as copies):
+ * its wire bytes are copied to the end of this hub's batch of the channel,
+ * a memcpy once per hub, or, when no batch applies, subscribers get the
+ * frame itself.
+ */
 int64_t rt_hub_deliver(rt_hub_t *hub, rt_frame_t *frame, const rt_hub_msg_t *msg) {
   channel_t *c = find_channel(hub, msg->channel, msg->channel_len);
   if (c == NULL) return 0;
   int64_t now = now_ms(hub);
   if (stats_for_publish(c, now) == NULL) return RT_ENOMEM; /* nobody got it, as in a publish */
+  size_t n = rt_frame_wire_len(frame);
+  if (n > MESSAGE_MAX) return RT_ETOOLARGE;
+  rt_slice_t wire = {NULL, 0, (uint32_t)n};
+  if ((wire.frame = batch_reserve(hub, c, n)) != NULL) {
+    wire.off = (uint32_t)(RT_FRAME_HEADROOM + wire.frame->len);
+    rt_frame_append(wire.frame, rt_frame_wire(frame), n);
+  } else {
+    wire.frame = rt_frame_ref(frame);
+    wire.off = frame->off;
+  }
   rt_hub_msg_t m = *msg;
   m.channel = c->name; /* NUL-terminated and alive for the whole fan-out */
-  return deliver_on(hub, c, frame, &m, now);
+  int64_t delivered = deliver_on(hub, c, &wire, &m, now);
+  rt_frame_unref(wire.frame);
+  return delivered;
 }
 
 size_t rt_hub_subscriber_count(const rt_hub_t *hub, const char *channel, size_t len) {

@@ -3,8 +3,15 @@
  *
  * A subscriber is an rt_peer_t embedded in whatever owns it (a connection, a
  * server-side subscription, a test's recorder) with an ops table. A publish
- * encodes the message frame once and hands the same frame to every
- * subscriber's deliver(); the peer takes its own reference if it keeps it.
+ * encodes the message frame once and hands the same bytes to every
+ * subscriber's deliver(); the peer takes its own reference if it keeps them.
+ *
+ * Batches: the messages of one channel published (or delivered) in one
+ * loop iteration are encoded back to back into one "batch" frame of the
+ * hub, so a subscriber's queue can hold them as one range and send them as
+ * one iovec (rt_sendq_append). The server closes the open batches once per
+ * iteration (rt_hub_close_batches). A hub's batches are its own: with
+ * several workers, each worker's hub (and thread) has its own.
  *
  * Re-entrancy: deliver() may subscribe, unsubscribe (any peer, including
  * itself) or publish (also to the same channel). Removals during a fan-out
@@ -36,12 +43,14 @@ typedef struct {
 
 typedef struct {
   /*
-   * Delivers one message. `frame` is the sealed {"type":"message",...} text
-   * frame shared by all subscribers (borrowed: rt_frame_ref it to keep it).
+   * Delivers one message. `wire` is the complete {"type":"message",...}
+   * text frame shared by all subscribers: a slice of the channel's batch
+   * frame, whose other bytes are other messages (borrowed: rt_frame_ref
+   * wire->frame to keep it). The bytes of the slice never change.
    * Returns 0 when delivered (counted), non-zero when refused (e.g. the
    * peer is over its send cap and is being evicted by its owner).
    */
-  int (*deliver)(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg);
+  int (*deliver)(rt_peer_t *peer, const rt_slice_t *wire, const rt_hub_msg_t *msg);
   /*
    * Optional: takes a server push that is not a published message (presence
    * changes). Same contract as deliver; NULL for peers that want none
@@ -77,7 +86,7 @@ int rt_hub_is_subscribed(rt_hub_t *hub, const rt_peer_t *peer, const char *chann
 /*
  * Publishes data (one valid JSON value, validated by the caller) to channel.
  * Returns the number of peers that accepted the delivery (>= 0; 0 when the
- * channel does not exist) or RT_ENOMEM.
+ * channel does not exist), RT_ENOMEM, or RT_ETOOLARGE (a frame of 2 GiB).
  */
 int64_t rt_hub_publish(rt_hub_t *hub, const char *channel, size_t channel_len, const char *data,
                        size_t data_len, uint64_t publisher_id);
@@ -85,15 +94,32 @@ int64_t rt_hub_publish(rt_hub_t *hub, const char *channel, size_t channel_len, c
 /*
  * The fan-out of a message already encoded (by the server, for every
  * worker): `frame` (borrowed) is the rt_proto_message of msg, which gives
- * the channel, data and meta. Counted like a publish on this hub's channel
- * (only its deliveries with a shared table, see rt_hub_stats_t).
+ * the channel, data and meta. Its wire bytes are copied to the end of this
+ * hub's open batch of the channel, as a publish would have encoded them
+ * there; when no batch applies (an isolated message on a cold channel, one
+ * bigger than a batch) subscribers get a slice of `frame` itself, which
+ * they may keep (a reference each). Counted like a publish on this hub's
+ * channel (only its deliveries with a shared table, see rt_hub_stats_t).
  * Returns the deliveries (0 when the channel does not exist here), or
  * RT_ENOMEM when the channel's statistics could not be allocated (then
- * nobody got it; never with a shared table).
+ * nobody got it; never with a shared table), or RT_ETOOLARGE (2 GiB).
  */
 int64_t rt_hub_deliver(rt_hub_t *hub, rt_frame_t *frame, const rt_hub_msg_t *msg);
 /* Subscribers of channel right now (0 when it does not exist). */
 size_t rt_hub_subscriber_count(const rt_hub_t *hub, const char *channel, size_t len);
+
+/*
+ * Closes every open batch: the hub drops its references (the frames live on
+ * in the queues that hold slices of them) and the next publish on each
+ * channel starts a new frame. Each worker calls it on its own hub once per
+ * loop iteration, when it flushes (flush before sleep, rt_flush_pending;
+ * no server lock needed: only the hub's own thread touches its batches), so
+ * a batch holds at most one iteration's messages and no frame is kept for a
+ * channel gone quiet.
+ * Cheap when nothing is open; safe at any time (a fan-out in progress holds
+ * its own reference).
+ */
+void rt_hub_close_batches(rt_hub_t *hub);
 
 /*
  * Hands a prebuilt frame (borrowed) to every subscriber of channel whose ops

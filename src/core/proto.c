@@ -944,8 +944,9 @@ rt_frame_t *rt_proto_token_expired(uint32_t grace_ms) {
 }
 
 /*
- * The fan-out envelope: sized exactly, one allocation, data copied once
- * straight into the frame. A valid channel needs no escaping.
+ * The fan-out envelope: sized exactly, data copied once straight into the
+ * frame (its own, or the channel's batch frame after the header). A valid
+ * channel needs no escaping.
  */
 static const char message_head[] = "{\"type\":\"message\",\"channel\":\"";
 static const char message_data_key[] = "\",\"data\":";
@@ -955,17 +956,35 @@ const char *rt_proto_message_data(const rt_frame_t *f, size_t channel_len) {
          LIT_LEN(message_data_key);
 }
 
-rt_frame_t *rt_proto_message(const char *channel, size_t channel_len, const char *data,
-                             size_t data_len) {
-  assert(rt_channel_valid(channel, channel_len));
+size_t rt_proto_message_len(size_t channel_len, size_t data_len) {
   size_t fixed = LIT_LEN(message_head) + channel_len + LIT_LEN(message_data_key) + 1;
-  if (data_len > SIZE_MAX - RT_FRAME_HEADROOM - sizeof(rt_frame_t) - fixed) return NULL;
-  rt_frame_t *f = rt_frame_new(fixed + data_len);
-  if (f == NULL) return NULL;
+  if (data_len > SIZE_MAX - RT_FRAME_HEADROOM - sizeof(rt_frame_t) - 10 - fixed) return 0;
+  return fixed + data_len;
+}
+
+static void append_message(rt_frame_t *f, const char *channel, size_t channel_len,
+                           const char *data, size_t data_len) {
   APPEND_LIT(f, message_head);
   rt_frame_append(f, channel, channel_len);
   APPEND_LIT(f, message_data_key);
   rt_frame_append(f, data, data_len);
   APPEND_LIT(f, "}");
+}
+
+void rt_proto_message_append(rt_frame_t *f, const char *channel, size_t channel_len,
+                             const char *data, size_t data_len) {
+  assert(rt_channel_valid(channel, channel_len));
+  rt_frame_append_header(f, RT_WS_OP_TEXT, rt_proto_message_len(channel_len, data_len));
+  append_message(f, channel, channel_len, data, data_len);
+}
+
+rt_frame_t *rt_proto_message(const char *channel, size_t channel_len, const char *data,
+                             size_t data_len) {
+  assert(rt_channel_valid(channel, channel_len));
+  size_t n = rt_proto_message_len(channel_len, data_len);
+  if (n == 0) return NULL;
+  rt_frame_t *f = rt_frame_new(n);
+  if (f == NULL) return NULL;
+  append_message(f, channel, channel_len, data, data_len);
   return seal(f);
 }

@@ -107,5 +107,14 @@ rt_frame_t *rt_proto_message(const char *channel, size_t channel_len, const char
                              size_t data_len);
 /* Where the data bytes start in a frame made by rt_proto_message (borrowed from f). */
 const char *rt_proto_message_data(const rt_frame_t *f, size_t channel_len);
+/* Payload bytes of that message (without the WebSocket header); 0 when the size overflows. */
+size_t rt_proto_message_len(size_t channel_len, size_t data_len);
+/*
+ * Appends that message as a complete text frame (header, then payload) to
+ * f's payload area: how a publish writes into its channel's batch frame.
+ * f must have room for rt_frame_header_len(n) + n bytes, n = rt_proto_message_len.
+ */
+void rt_proto_message_append(rt_frame_t *f, const char *channel, size_t channel_len,
+                             const char *data, size_t data_len);
 
 #endif

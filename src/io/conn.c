@@ -27,7 +27,7 @@
 /* How long we wait for the peer's close frame (or an HTTP client's EOF) before closing. */
 #define CLOSE_TIMEOUT_MS 3000
 
-static int conn_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg);
+static int conn_deliver(rt_peer_t *peer, const rt_slice_t *wire, const rt_hub_msg_t *msg);
 static int conn_push(rt_peer_t *peer, rt_frame_t *frame);
 static const rt_peer_ops_t conn_peer_ops = {conn_deliver, conn_push};
 
@@ -105,13 +105,17 @@ static __attribute__((noinline, cold)) void cut_slow_consumer(rt_conn_t *c) {
   rt_conn_fail(c, RT_CLOSE_POLICY, "Slow consumer: too many unsent bytes");
 }
 
+/* 1 when n more bytes fit under the send cap; else the client is cut off and 0. */
+static int within_cap(rt_conn_t *c, size_t n) {
+  if (c->sendq.bytes + n <= c->worker->srv->cfg.max_queued_bytes) return 1;
+  cut_slow_consumer(c);
+  return 0;
+}
+
 static int send_frame(rt_conn_t *c, rt_frame_t *f, int force) {
   size_t n = rt_frame_wire_len(f);
   if (c->state == CONN_CLOSED || (!force && c->state != CONN_OPEN)) goto drop;
-  if (!force && c->sendq.bytes + n > c->worker->srv->cfg.max_queued_bytes) {
-    cut_slow_consumer(c);
-    goto drop;
-  }
+  if (!force && !within_cap(c, n)) goto drop;
   if (rt_sendq_push(&c->sendq, f) != 0) {
     rt_conn_abort(c);
     goto drop;
@@ -744,10 +748,23 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   rt_srv_unlock(srv);
 }
 
-static int conn_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg) {
+/*
+ * A published message: its bytes are a slice of the channel's batch frame,
+ * which extends the queue's tail entry when the previous message queued
+ * here was the one right before it in the same batch (rt_sendq_append), so
+ * a flush sends a subscriber's messages of one channel as one iovec.
+ */
+static int conn_deliver(rt_peer_t *peer, const rt_slice_t *wire, const rt_hub_msg_t *msg) {
   rt_conn_t *c = conn_of_peer(peer);
-  if (c->state != CONN_OPEN) return 1;
-  return rt_conn_send(c, rt_frame_ref(frame)) == 0 ? 0 : 1;
+  if (c->state != CONN_OPEN || !within_cap(c, wire->len)) return 1;
+  if (rt_sendq_append(&c->sendq, wire) != 0) {
+    rt_conn_abort(c);
+    return 1;
+  }
+  c->bytes_out += wire->len;
+  c->messages_out++;
+  rt_flush_schedule(c);
+  return 0;
 }
 
 static int conn_push(rt_peer_t *peer, rt_frame_t *frame) {

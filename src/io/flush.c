@@ -269,6 +269,8 @@ static void flush_batched(rt_worker_t *w, rt_link_t *batch) {
 /* Detaches the list first: a conn that re-queues while being flushed waits for the next pass. */
 void rt_flush_pending(rt_worker_t *w) {
   rt_link_t batch;
+  /* This iteration's batch frames are complete: later publishes start new ones. */
+  rt_hub_close_batches(w->hub);
   if (rt_link_empty(&w->pending)) return;
   rt_link_move(&w->pending, &batch);
   if (rt_flusher_uses_io_uring(w->flusher)) {

@@ -1,6 +1,7 @@
 /*
- * Hub tests: fake peers that record the frames they are given (keeping a
- * reference, as a connection's send queue would) and a fake clock. Every test
+ * Hub tests: fake peers that record the message bytes they are given (a
+ * slice of a batch frame, keeping a reference, as a connection's send queue
+ * would) and a fake clock. Every test
  * releases what it took, so ASan's leak check covers the hub's bookkeeping.
  */
 #include <setjmp.h>
@@ -26,7 +27,7 @@ typedef void (*fake_action_fn)(fake_peer_t *self, const rt_hub_msg_t *msg);
 /* A subscriber that records deliveries and can run one re-entrant action. */
 struct fake_peer_s {
   rt_peer_t peer;                 /* first member, so a peer pointer is a fake_peer_t pointer */
-  rt_frame_t *frames[KEPT_MAX];   /* references to the first frames delivered */
+  rt_slice_t frames[KEPT_MAX];    /* the first messages delivered (a frame reference each) */
   char data[KEPT_MAX][32];        /* msg->data of those deliveries, NUL-terminated */
   size_t received;                /* deliver() calls */
   int refuse;                     /* deliver()'s return value */
@@ -50,10 +51,11 @@ static int64_t fake_now;
 
 static int64_t fake_clock(void *data) { return *(int64_t *)data; }
 
-static int fake_deliver(rt_peer_t *peer, rt_frame_t *frame, const rt_hub_msg_t *msg) {
+static int fake_deliver(rt_peer_t *peer, const rt_slice_t *wire, const rt_hub_msg_t *msg) {
   fake_peer_t *fp = (fake_peer_t *)peer;
   if (fp->received < KEPT_MAX) {
-    fp->frames[fp->received] = rt_frame_ref(frame);
+    fp->frames[fp->received] = *wire;
+    rt_frame_ref(wire->frame);
     size_t n = msg->data_len < 31 ? msg->data_len : 31;
     memcpy(fp->data[fp->received], msg->data, n);
     fp->data[fp->received][n] = '\0';
@@ -86,7 +88,7 @@ static void fake_init(fake_peer_t *fp, uint64_t id) {
 /* Drops the frame references the peer kept. */
 static void fake_release(fake_peer_t *fp) {
   size_t n = fp->received < KEPT_MAX ? fp->received : KEPT_MAX;
-  for (size_t i = 0; i < n; i++) rt_frame_unref(fp->frames[i]);
+  for (size_t i = 0; i < n; i++) rt_frame_unref(fp->frames[i].frame);
   fp->received = 0;
 }
 
@@ -141,8 +143,8 @@ static int channel_exists(const char *ch) {
   return 0;
 }
 
-/* The frame must be exactly one unmasked text frame carrying the message envelope. */
-static void assert_message_frame(const rt_frame_t *f, const char *ch, const char *data) {
+/* The bytes must be exactly one unmasked text frame carrying the message envelope. */
+static void assert_message_frame(rt_slice_t f, const char *ch, const char *data) {
   char payload[1024];
   uint8_t wire[1100];
   int n = snprintf(payload, sizeof(payload),
@@ -151,8 +153,15 @@ static void assert_message_frame(const rt_frame_t *f, const char *ch, const char
   wire[0] = 0x81;
   wire[1] = (uint8_t)n;
   memcpy(wire + 2, payload, (size_t)n);
-  assert_int_equal(rt_frame_wire_len(f), (size_t)n + 2);
-  assert_memory_equal(rt_frame_wire(f), wire, (size_t)n + 2);
+  assert_int_equal(f.len, (size_t)n + 2);
+  assert_memory_equal(f.frame->bytes + f.off, wire, (size_t)n + 2);
+}
+
+/* Two deliveries of the same message: the same bytes of the same frame. */
+static void assert_same_bytes(rt_slice_t a, rt_slice_t b) {
+  assert_ptr_equal(a.frame, b.frame);
+  assert_int_equal(a.off, b.off);
+  assert_int_equal(a.len, b.len);
 }
 
 static void assert_totals(uint64_t published, uint64_t delivered) {
@@ -228,14 +237,15 @@ static void test_publish_encodes_once(void **state) {
   assert_int_equal(pub("chat", data, 7), 3);
   for (int i = 0; i < 3; i++) {
     assert_int_equal(p[i].received, 1);
-    assert_ptr_equal(p[i].frames[0], p[0].frames[0]);
+    assert_same_bytes(p[i].frames[0], p[0].frames[0]);
     assert_string_equal(p[i].channel, "chat");
     assert_int_equal(p[i].channel_len, 4);
     assert_memory_equal(p[i].data[0], data, 31);
     assert_int_equal(p[i].meta.publisher_id, 7);
     assert_int_equal(p[i].meta.timestamp_ms, 5000);
   }
-  assert_int_equal(p[0].frames[0]->refcnt, 3);
+  rt_hub_close_batches(hub); /* the hub's own reference, until the loop's flush */
+  assert_int_equal(p[0].frames[0].frame->refcnt, 3);
   assert_message_frame(p[0].frames[0], "chat", data);
   assert_int_equal(p[3].received, 0);
   fakes_release(p, 4);
@@ -683,7 +693,7 @@ static void test_reenter_publish_same_channel(void **state) {
   assert_string_equal(p[1].data[2], "3");
   assert_string_equal(p[1].data[3], "0");
   assert_message_frame(p[1].frames[0], "r", "1");
-  assert_ptr_equal(p[0].frames[3], p[1].frames[0]);
+  assert_same_bytes(p[0].frames[3], p[1].frames[0]);
   rt_channel_stats_t st = stats_of("r");
   assert_int_equal(st.messages_published, 4);
   assert_int_equal(st.messages_delivered, 8);
@@ -876,6 +886,213 @@ static void test_reenter_compaction_keeps_indices(void **state) {
   fakes_release(p, 6);
 }
 
+/* ------------------------------------------------------------ batches */
+
+/* A subscriber with a real send queue, as a connection has. */
+typedef struct {
+  rt_peer_t peer; /* first member */
+  rt_sendq_t q;   /* the messages queued to it */
+} queue_peer_t;
+
+static int queue_deliver(rt_peer_t *peer, const rt_slice_t *wire, const rt_hub_msg_t *msg) {
+  return rt_sendq_append(&((queue_peer_t *)peer)->q, wire);
+}
+
+static const rt_peer_ops_t queue_ops = {queue_deliver, NULL};
+
+static void queue_init(queue_peer_t *qp, uint64_t id) {
+  rt_peer_init(&qp->peer, &queue_ops, id);
+  rt_sendq_init(&qp->q);
+}
+
+static int qsub(queue_peer_t *qp, const char *ch) {
+  return rt_hub_subscribe(hub, &qp->peer, ch, strlen(ch));
+}
+
+static void queue_free(queue_peer_t *qp) {
+  rt_hub_unsubscribe_all(hub, &qp->peer);
+  rt_sendq_destroy(&qp->q);
+}
+
+/* The wire bytes of one message frame (payload < 126 bytes), into out; returns their length. */
+static size_t message_wire(const char *ch, const char *data, uint8_t *out) {
+  char payload[128];
+  int n = snprintf(payload, sizeof(payload),
+                   "{\"type\":\"message\",\"channel\":\"%s\",\"data\":%s}", ch, data);
+  assert_true(n > 0 && n < 126);
+  out[0] = 0x81;
+  out[1] = (uint8_t)n;
+  memcpy(out + 2, payload, (size_t)n);
+  return (size_t)n + 2;
+}
+
+/* Entry i of the queue must hold exactly these messages of channel ch, back to back. */
+static void assert_entry(const rt_sendq_t *q, size_t i, const char *ch, const char **data,
+                         size_t n) {
+  uint8_t want[1024];
+  size_t len = 0;
+  for (size_t k = 0; k < n; k++) len += message_wire(ch, data[k], want + len);
+  const rt_sendq_entry_t *e = rt_sendq_at(q, i);
+  assert_int_equal(e->frames, n);
+  assert_int_equal(e->s.len, len);
+  assert_memory_equal(e->s.frame->bytes + e->s.off, want, len);
+}
+
+/*
+ * One loop iteration with several publishes on ch (a busy channel: its next
+ * iteration's first batch has room for as many), then its flush: a's queue
+ * is written and the batches are closed.
+ */
+static void warm_up(queue_peer_t *a, const char *ch) {
+  assert_int_equal(pub(ch, "0", 0), 1);
+  assert_int_equal(pub(ch, "00", 0), 1);
+  assert_int_equal(pub(ch, "000", 0), 1);
+  rt_sendq_consume(&a->q, a->q.bytes);
+  rt_hub_close_batches(hub);
+}
+
+/* Two publishes in one iteration reach a subscriber as one queue entry (one iovec, one ref). */
+static void test_batch_two_publishes_one_entry(void **state) {
+  queue_peer_t a;
+  queue_init(&a, 1);
+  assert_int_equal(qsub(&a, "b"), 0);
+  warm_up(&a, "b");
+  assert_int_equal(pub("b", "1", 0), 1);
+  assert_int_equal(pub("b", "22", 0), 1);
+  assert_int_equal(a.q.count, 1);
+  assert_entry(&a.q, 0, "b", (const char *[]){"1", "22"}, 2);
+  assert_int_equal(a.q.bytes, rt_sendq_at(&a.q, 0)->s.len);
+  rt_frame_t *f = rt_sendq_at(&a.q, 0)->s.frame;
+  assert_int_equal(f->refcnt, 2); /* the queue's one reference, and the open batch's */
+  /* After the loop's flush closes the batch, the next publish starts a new frame. */
+  rt_hub_close_batches(hub);
+  assert_int_equal(f->refcnt, 1);
+  assert_int_equal(pub("b", "3", 0), 1);
+  assert_int_equal(a.q.count, 2);
+  assert_ptr_not_equal(rt_sendq_at(&a.q, 1)->s.frame, f);
+  assert_entry(&a.q, 1, "b", (const char *[]){"3"}, 1);
+  assert_int_equal(rt_sendq_consume(&a.q, a.q.bytes), 3);
+  queue_free(&a);
+  /* On a channel without history the first message gets an exact frame: no slack. */
+  queue_init(&a, 1);
+  assert_int_equal(qsub(&a, "cold"), 0);
+  assert_int_equal(pub("cold", "1", 0), 1);
+  assert_int_equal(rt_sendq_at(&a.q, 0)->s.frame->cap, rt_sendq_at(&a.q, 0)->s.len);
+  queue_free(&a);
+}
+
+/* A subscriber joining between two publishes gets only the second, as its own range. */
+static void test_batch_join_between_publishes(void **state) {
+  queue_peer_t a, b;
+  queue_init(&a, 1);
+  queue_init(&b, 2);
+  assert_int_equal(qsub(&a, "j"), 0);
+  warm_up(&a, "j");
+  assert_int_equal(pub("j", "\"first\"", 0), 1);
+  assert_int_equal(qsub(&b, "j"), 0);
+  assert_int_equal(pub("j", "\"second\"", 0), 2);
+  assert_int_equal(a.q.count, 1);
+  assert_entry(&a.q, 0, "j", (const char *[]){"\"first\"", "\"second\""}, 2);
+  assert_int_equal(b.q.count, 1);
+  assert_entry(&b.q, 0, "j", (const char *[]){"\"second\""}, 1);
+  assert_int_equal(b.q.bytes, rt_sendq_at(&b.q, 0)->s.len);
+  queue_free(&a);
+  queue_free(&b);
+}
+
+/*
+ * Sizing: an isolated publish gets an exact frame (no slack); the second of
+ * an iteration opens a batch with room for more; a message bigger than the
+ * largest batch gets a frame of its own, and the queue keeps order across
+ * frames. The next iteration's first batch is sized by what this one took.
+ */
+static void test_batch_sizes(void **state) {
+  queue_peer_t a;
+  queue_init(&a, 1);
+  assert_int_equal(qsub(&a, "z"), 0);
+  assert_int_equal(pub("z", "1", 0), 1);
+  const rt_sendq_entry_t *e = rt_sendq_at(&a.q, 0);
+  assert_int_equal(e->s.frame->cap, e->s.len);
+  assert_int_equal(pub("z", "2", 0), 1);
+  assert_int_equal(pub("z", "3", 0), 1);
+  assert_int_equal(a.q.count, 2);
+  assert_true(rt_sendq_at(&a.q, 1)->s.frame->cap >= 1024);
+  assert_entry(&a.q, 1, "z", (const char *[]){"2", "3"}, 2);
+  enum { BIG = 20000 };
+  char *big = malloc(BIG + 3);
+  assert_non_null(big);
+  big[0] = '"';
+  memset(big + 1, 'x', BIG);
+  big[BIG + 1] = '"';
+  big[BIG + 2] = '\0';
+  assert_int_equal(pub("z", big, 0), 1);
+  assert_int_equal(pub("z", "4", 0), 1);
+  assert_int_equal(a.q.count, 4);
+  const rt_sendq_entry_t *b = rt_sendq_at(&a.q, 2);
+  assert_int_equal(b->frames, 1);
+  assert_int_equal(b->s.frame->cap, b->s.len); /* its own frame, exactly its size */
+  assert_int_equal(b->s.off, RT_FRAME_HEADROOM);
+  assert_memory_equal(b->s.frame->bytes + b->s.off, "\x81\x7e", 2);
+  assert_entry(&a.q, 3, "z", (const char *[]){"4"}, 1);
+  size_t took = 0;
+  for (size_t i = 0; i < a.q.count; i++) took += rt_sendq_at(&a.q, i)->s.len;
+  rt_hub_close_batches(hub);
+  assert_int_equal(pub("z", "5", 0), 1);
+  e = rt_sendq_at(&a.q, 4);
+  assert_int_equal(e->s.frame->cap, took < 16384 ? took : 16384);
+  assert_int_equal(rt_sendq_consume(&a.q, a.q.bytes), 6);
+  free(big);
+  queue_free(&a);
+}
+
+/* Each channel has its own batch; a subscriber of two channels gets one entry per run. */
+static void test_batch_per_channel(void **state) {
+  queue_peer_t a;
+  queue_init(&a, 1);
+  assert_int_equal(qsub(&a, "c1"), 0);
+  assert_int_equal(qsub(&a, "c2"), 0);
+  assert_int_equal(pub("c1", "1", 0), 1);
+  assert_int_equal(pub("c1", "2", 0), 1);
+  assert_int_equal(pub("c2", "3", 0), 1);
+  assert_int_equal(pub("c1", "4", 0), 1);
+  assert_int_equal(a.q.count, 4);
+  assert_int_equal(pub("c1", "5", 0), 1);
+  assert_int_equal(a.q.count, 4);
+  assert_entry(&a.q, 2, "c2", (const char *[]){"3"}, 1);
+  assert_entry(&a.q, 3, "c1", (const char *[]){"4", "5"}, 2);
+  queue_free(&a);
+}
+
+/* A hub never flushed (no loop) closes its batches itself past OPEN_MAX: memory stays bounded. */
+static void test_batch_open_list_bounded(void **state) {
+  fake_peer_t a;
+  fake_init(&a, 1);
+  char name[16];
+  for (int i = 0; i < 1500; i++) {
+    snprintf(name, sizeof(name), "o%d", i);
+    assert_int_equal(sub(&a, name), 0);
+    assert_int_equal(pub(name, "1", 0), 1);
+    fake_release(&a);
+  }
+  rt_hub_unsubscribe_all(hub, &a.peer);
+}
+
+/* An open batch outlives its channel safely: the hub's list holds it until closed. */
+static void test_batch_outlives_channel(void **state) {
+  queue_peer_t a;
+  queue_init(&a, 1);
+  assert_int_equal(qsub(&a, "gone"), 0);
+  assert_int_equal(pub("gone", "1", 0), 1);
+  assert_int_equal(pub("gone", "2", 0), 1);
+  queue_free(&a);
+  assert_int_equal(rt_hub_channel_count(hub), 0);
+  queue_init(&a, 1);
+  assert_int_equal(qsub(&a, "gone"), 0);
+  assert_int_equal(pub("gone", "3", 0), 1);
+  assert_entry(&a.q, 0, "gone", (const char *[]){"3"}, 1);
+  queue_free(&a);
+}
+
 /* ------------------------------------------------------------ scale */
 
 static void test_many_peers_one_channel(void **state) {
@@ -889,9 +1106,10 @@ static void test_many_peers_one_channel(void **state) {
   assert_int_equal(pub("big", "{}", 0), N);
   for (int i = 0; i < N; i++) {
     assert_int_equal(p[i].received, 1);
-    assert_ptr_equal(p[i].frames[0], p[0].frames[0]);
+    assert_same_bytes(p[i].frames[0], p[0].frames[0]);
   }
-  assert_int_equal(p[0].frames[0]->refcnt, N);
+  rt_hub_close_batches(hub);
+  assert_int_equal(p[0].frames[0].frame->refcnt, N);
   fakes_release(p, N);
   for (int i = 0; i < N; i += 2) assert_int_equal(unsub(&p[i], "big"), 0);
   assert_int_equal(stats_of("big").subscribers, N / 2);
@@ -1271,6 +1489,12 @@ int main(void) {
       T(test_reenter_unsubscribe_self_then_publish),
       T(test_reenter_unsubscribe_all_across_channels),
       T(test_reenter_compaction_keeps_indices),
+      T(test_batch_two_publishes_one_entry),
+      T(test_batch_join_between_publishes),
+      T(test_batch_sizes),
+      T(test_batch_per_channel),
+      T(test_batch_open_list_bounded),
+      T(test_batch_outlives_channel),
       T(test_many_peers_one_channel),
       T(test_many_channels_one_peer),
       T(test_random_against_model),
