@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { buildFrame, RawClient } from '../helpers/raw.mjs';
 import { cleanup, connect, rawMember, startServer } from '../helpers/server.mjs';
 
 const T = { timeout: 20000 };
@@ -222,6 +223,30 @@ describe('ordering and isolation', () => {
       await s.expectNothing(100);
     }
     await closeAll([s1, s2, p1, p2]);
+  });
+
+  // One TCP write of many publishes is handled in one loop iteration: each
+  // channel's messages share a batch frame (several, as it fills; the big one
+  // gets its own), and a subscriber of two channels gets them interleaved
+  // exactly as published.
+  it('a burst in one write arrives complete and in publish order across channels', T, async () => {
+    const [s1, s2] = await clients(2);
+    await subscribe(s1, 'burst:a', 1);
+    await subscribe(s2, 'burst:a', 2);
+    await subscribe(s2, 'burst:b', 3);
+    const pub = await RawClient.connect(srv.port);
+    const N = 150;
+    const channel = (i) => (i % 3 === 2 ? 'burst:b' : 'burst:a');
+    const data = (i) => ({ i, pad: 'x'.repeat(i === 70 ? 20000 : (i % 7) * 40) });
+    pub.write(Buffer.concat(Array.from({ length: N }, (_, i) => buildFrame({
+      payload: JSON.stringify({ type: 'publish', channel: channel(i), data: data(i), id: i }),
+    }))));
+    const all = Array.from({ length: N }, (_, i) => ({ type: 'message', channel: channel(i), data: data(i) }));
+    assert.deepEqual(await s2.nextN(N, 10000), all);
+    const onA = all.filter((m) => m.channel === 'burst:a');
+    assert.deepEqual(await s1.nextN(onA.length, 10000), onA);
+    await Promise.all([s1.expectNothing(100), s2.expectNothing(100)]);
+    await closeAll([s1, s2]);
   });
 
   it('channels are independent', T, async () => {
