@@ -18,6 +18,7 @@
 #include "alloc.h"
 #include "buf.h"
 #include "hub.h"
+#include "proto.h"
 
 #define KEPT_MAX 8
 
@@ -1093,6 +1094,113 @@ static void test_batch_outlives_channel(void **state) {
   queue_free(&a);
 }
 
+/*
+ * What a worker does with a publish encoded by the server (rt_workers_publish,
+ * or a copy from its inbox): rt_hub_deliver of the frame on hub h. Returns
+ * the frame, still referenced by the caller (*out), for identity checks.
+ */
+static int64_t dlv_on(rt_hub_t *h, const char *ch, const char *data, rt_frame_t **out) {
+  rt_frame_t *f = rt_proto_message(ch, strlen(ch), data, strlen(data));
+  assert_non_null(f);
+  rt_hub_msg_t msg = {ch, strlen(ch), rt_proto_message_data(f, strlen(ch)), strlen(data),
+                      {7, fake_now}};
+  int64_t r = rt_hub_deliver(h, f, &msg);
+  if (out != NULL)
+    *out = f;
+  else
+    rt_frame_unref(f);
+  return r;
+}
+
+/*
+ * rt_hub_deliver batches like a publish: a cold channel's isolated message
+ * goes out as the frame itself (no copy); the next ones of the iteration
+ * are copied into one batch, so a subscriber queues them as one entry.
+ */
+static void test_batch_deliver_frames(void **state) {
+  queue_peer_t a;
+  queue_init(&a, 1);
+  assert_int_equal(qsub(&a, "d"), 0);
+  rt_frame_t *f;
+  assert_int_equal(dlv_on(hub, "d", "1", &f), 1);
+  const rt_sendq_entry_t *e = rt_sendq_at(&a.q, 0);
+  assert_ptr_equal(e->s.frame, f);
+  assert_int_equal(e->s.off, f->off);
+  assert_int_equal(e->s.len, rt_frame_wire_len(f));
+  assert_int_equal(f->refcnt, 2); /* ours and the queue's: the hub keeps none */
+  rt_frame_unref(f);
+  assert_int_equal(dlv_on(hub, "d", "22", NULL), 1);
+  assert_int_equal(dlv_on(hub, "d", "333", NULL), 1);
+  assert_int_equal(a.q.count, 2);
+  assert_entry(&a.q, 1, "d", (const char *[]){"22", "333"}, 2);
+  rt_sendq_consume(&a.q, a.q.bytes);
+  rt_hub_close_batches(hub);
+  /* The next iteration's first batch is sized by this one: one entry from the start. */
+  assert_int_equal(dlv_on(hub, "d", "4", NULL), 1);
+  assert_int_equal(dlv_on(hub, "d", "55", NULL), 1);
+  assert_int_equal(a.q.count, 1);
+  assert_entry(&a.q, 0, "d", (const char *[]){"4", "55"}, 2);
+  /* Publishes and deliveries of one channel share its batch, in order. */
+  assert_int_equal(pub("d", "6", 0), 1);
+  assert_int_equal(a.q.count, 1);
+  assert_entry(&a.q, 0, "d", (const char *[]){"4", "55", "6"}, 3);
+  assert_int_equal(rt_sendq_consume(&a.q, a.q.bytes), 3);
+  queue_free(&a);
+}
+
+/*
+ * Two hubs sharing their channel figures (two workers): each batches its own
+ * deliveries in frames of its own, closed by its own flush, and the shared
+ * record counts the deliveries of both.
+ */
+static void test_batch_per_hub_with_shared_stats(void **state) {
+  rt_hub_t *h1 = hub; /* no channel yet: it may start sharing */
+  rt_hub_stats_t *t = rt_hub_stats_new();
+  assert_non_null(t);
+  rt_hub_t *h2 = rt_hub_new(fake_clock, &fake_now);
+  assert_non_null(h2);
+  rt_hub_share_stats(h1, t);
+  rt_hub_share_stats(h2, t);
+  queue_peer_t a, b;
+  queue_init(&a, 1);
+  queue_init(&b, 2);
+  assert_int_equal(rt_hub_subscribe(h1, &a.peer, "w", 1), 0);
+  assert_int_equal(rt_hub_subscribe(h2, &b.peer, "w", 1), 0);
+  const char *data[] = {"1", "22", "333"};
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(rt_hub_stats_publish(t, "w", 1, strlen(data[i]), fake_now), 1);
+    assert_int_equal(dlv_on(h1, "w", data[i], NULL), 1);
+    assert_int_equal(dlv_on(h2, "w", data[i], NULL), 1);
+  }
+  assert_int_equal(a.q.count, 2);
+  assert_int_equal(b.q.count, 2);
+  assert_entry(&a.q, 1, "w", (const char *[]){"22", "333"}, 2);
+  assert_entry(&b.q, 1, "w", (const char *[]){"22", "333"}, 2);
+  rt_frame_t *fa = rt_sendq_at(&a.q, 1)->s.frame, *fb = rt_sendq_at(&b.q, 1)->s.frame;
+  assert_ptr_not_equal(fa, fb);
+  assert_int_equal(fa->refcnt, 2);
+  rt_hub_close_batches(h1); /* worker 1's flush: worker 2's batch stays open */
+  assert_int_equal(fa->refcnt, 1);
+  assert_int_equal(fb->refcnt, 2);
+  assert_int_equal(dlv_on(h2, "w", "4", NULL), 1);
+  assert_entry(&b.q, 1, "w", (const char *[]){"22", "333", "4"}, 3);
+  rt_channel_stats_t *st;
+  size_t n;
+  assert_int_equal(rt_hub_channel_stats(h1, "w", &st, &n), 0);
+  assert_int_equal(st->messages_published, 3);
+  assert_int_equal(st->messages_delivered, 7);
+  rt_channel_stats_free(st, n);
+  rt_hub_unsubscribe_all(h1, &a.peer);
+  rt_hub_unsubscribe_all(h2, &b.peer);
+  rt_sendq_destroy(&a.q);
+  rt_sendq_destroy(&b.q);
+  rt_hub_free(h2);
+  rt_hub_free(h1); /* before the table it shares; teardown gets a fresh hub */
+  hub = rt_hub_new(fake_clock, &fake_now);
+  assert_non_null(hub);
+  rt_hub_stats_free(t);
+}
+
 /* ------------------------------------------------------------ scale */
 
 static void test_many_peers_one_channel(void **state) {
@@ -1495,6 +1603,8 @@ int main(void) {
       T(test_batch_per_channel),
       T(test_batch_open_list_bounded),
       T(test_batch_outlives_channel),
+      T(test_batch_deliver_frames),
+      T(test_batch_per_hub_with_shared_stats),
       T(test_many_peers_one_channel),
       T(test_many_channels_one_peer),
       T(test_random_against_model),
