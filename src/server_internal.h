@@ -233,6 +233,8 @@ int rt_conn_send(rt_conn_t *c, rt_frame_t *f);
  * when non-NULL) or RT_ENOMEM.
  */
 int rt_conn_rate_take(rt_conn_t *c, rt_rate_op_t op, rt_rate_verdict_t *out);
+/* src/io/commands.c: parses and runs one text message of an open conn (replies included). */
+void rt_conn_handle_command(rt_conn_t *c, const char *msg, size_t len);
 /* Closes/fails/aborts c from any thread (its owner's inbox when foreign). Lock held. */
 void rt_conn_end(rt_conn_t *c, rt_close_how_t how, uint16_t code, const char *reason);
 /* The conn of worker w with this id (any state but CLOSED), or NULL. */
