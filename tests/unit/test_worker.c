@@ -274,21 +274,7 @@ static void on_revoke(const char *channel, const char *data, size_t len, const r
   assert_int_equal(rt_server_revoke_api_key(r->srv, KEY), 0);
 }
 
-static int connect_with_key(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) return -1;
-  const char *req =
-      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-      "X-API-Key: " KEY "\r\n\r\n";
-  if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) return -1;
-  char c;
-  int state = 0;
-  while (state < 4 && read(fd, &c, 1) == 1) state = (c == "\r\n\r\n"[state]) ? state + 1 : (c == '\r');
-  return state == 4 ? fd : -1;
-}
+static int connect_with_key(int port) { return ws_connect_with(port, "X-API-Key: " KEY "\r\n"); }
 
 static void *revoke_client(void *arg) {
   revoke_t *r = arg;

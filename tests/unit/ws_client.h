@@ -8,25 +8,36 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Connects to 127.0.0.1:port and completes the upgrade; returns the socket or -1. */
-static inline int ws_connect(int port) {
+/*
+ * Connects to 127.0.0.1:port and completes the upgrade, sending `extra`
+ * (whole header lines, each ending in CRLF, or "") after the standard ones;
+ * returns the socket or -1.
+ */
+static inline int ws_connect_with(int port, const char *extra) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
   if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) return -1;
-  const char *req =
-      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-  if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) return -1;
+  char req[1024];
+  int n = snprintf(req, sizeof(req),
+                   "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                   "%s\r\n",
+                   extra);
+  if (n < 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n) return -1;
   char c;
   int state = 0; /* how much of "\r\n\r\n" has been matched */
   while (state < 4 && read(fd, &c, 1) == 1) state = (c == "\r\n\r\n"[state]) ? state + 1 : (c == '\r');
   return state == 4 ? fd : -1;
 }
+
+/* Connects to 127.0.0.1:port and completes a plain upgrade; returns the socket or -1. */
+static inline int ws_connect(int port) { return ws_connect_with(port, ""); }
 
 /* Writes one masked frame of `opcode` carrying text (< 126 bytes) into out; returns its size. */
 static inline size_t ws_frame(unsigned char *out, int opcode, const char *text, size_t n) {
