@@ -4,7 +4,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8080
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build deps test-deps run test test-unit test-asan fuzz fuzz-smoke bench clean
+.PHONY: all build deps test-deps run test test-unit test-asan test-tsan fuzz fuzz-smoke bench clean
 
 all: build
 
@@ -28,6 +28,14 @@ test-asan: test-deps
 	@cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DRT_SANITIZE=ON -DCMAKE_C_COMPILER=clang >/dev/null
 	@cmake --build build/asan -j $(JOBS)
 	cd build/asan && ctest --output-on-failure -j $(JOBS)
+
+# The code that crosses threads (workers, inboxes, publish_async, the live-query
+# pool) under ThreadSanitizer: a report makes the binary fail (halt_on_error).
+TSAN_TESTS = unit/test_worker|unit/test_server|unit/test_live_api|integration/workers|integration/pubsub|integration/presence|integration/livequery|integration/shutdown
+test-tsan: test-deps
+	@cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DRT_TSAN=ON -DCMAKE_C_COMPILER=clang >/dev/null
+	@cmake --build build/tsan -j $(JOBS)
+	cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --output-on-failure -j $(JOBS) -R '$(TSAN_TESTS)'
 
 fuzz: deps
 	@cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DRT_FUZZ=ON -DCMAKE_C_COMPILER=clang >/dev/null

@@ -21,6 +21,7 @@ export const SANITIZER_PATTERNS = [
   'runtime error:',
   'LeakSanitizer',
   'ERROR: UndefinedBehaviorSanitizer',
+  'WARNING: ThreadSanitizer',
 ];
 
 const LISTEN_RE = /listening on 127\.0\.0\.1:(\d+)/;
