@@ -10,6 +10,7 @@
 
 #include "alloc.h"
 #include "config_blocks.h"
+#include "config_internal.h"
 
 #define ENV_PREFIX "REALTIME_"
 #define ENV_NAME_MAX 128     /* longest environment name built, with its NUL */
@@ -24,49 +25,19 @@
 #define LIVE_TIMEOUT_MAX 600000u /* ten minutes: the longest one evaluation may run */
 #define LIVE_BYTES_MAX ((uint64_t)256 << 20) /* largest encoded result of one query */
 
-/* How a key is stored in rt_config_t and parsed. */
-typedef enum {
-  KIND_STRING,   /* const char *, copied into the store */
-  KIND_ALGS,     /* const char * comma list of algorithm names, normalised into the store */
-  KIND_API_KEYS, /* rt_api_key_config_t array + count, packed into one store block */
-  KIND_QUERIES,  /* rt_query_config_t array + count from a JSON object, one store block */
-  KIND_BOOL,     /* int 0/1 */
-  KIND_INT,      /* int within [min, max] */
-  KIND_U32,      /* uint32_t within [min, max] */
-  KIND_SIZE      /* size_t within [min, max] */
-} kind_t;
-
-enum {
-  FLAG_SECRET = 1,   /* no message shows the value, not even a mistyped number */
-  FLAG_NULLABLE = 2, /* KIND_STRING, block member: NULL (unset, absent) is valid */
-  FLAG_FILE_ONLY = 4 /* no environment variable and no rt_config_set() */
-};
-
-/* Returns NULL when a string value is acceptable, else what it must be ("a non-empty string"). */
-typedef const char *(*string_check_fn)(const char *value);
-
-typedef struct {
-  const char *key;       /* camelCase path, '.' between object levels */
-  kind_t kind;           /* storage and parsing */
-  size_t cfg_off;        /* offset of the field in rt_config_t */
-  size_t store_off;      /* owned kinds: offset of the owning slot in rt_config_store_t */
-  string_check_fn check; /* KIND_STRING: value rule, NULL = any string, may be unset */
-  unsigned flags;        /* FLAG_* */
-  uint64_t min;          /* numeric kinds: smallest accepted value */
-  uint64_t max;          /* numeric kinds: largest accepted value */
-} option_t;
-
-#define OPT_STR(key, field, check, flags)                                                     \
-  {key, KIND_STRING, offsetof(rt_config_t, field), offsetof(rt_config_store_t, field), check, \
-   flags, 0, 0}
-#define OPT_ALGS(key, field) \
-  {key, KIND_ALGS, offsetof(rt_config_t, field), offsetof(rt_config_store_t, field), NULL, 0, 0, 0}
-#define OPT_BLOCK(key, kind, field, slot, flags)                                       \
-  {key, kind, offsetof(rt_config_t, field), offsetof(rt_config_store_t, slot), NULL, \
-   FLAG_FILE_ONLY | (flags), 0, 0}
-#define OPT_BOOL(key, field) {key, KIND_BOOL, offsetof(rt_config_t, field), 0, NULL, 0, 0, 1}
+#define OPT_STR(key, field, check, flags)                    \
+  {key, RT_CONFIG_KIND_STRING, offsetof(rt_config_t, field), \
+   offsetof(rt_config_store_t, field), check, flags, 0, 0}
+#define OPT_ALGS(key, field)                               \
+  {key, RT_CONFIG_KIND_ALGS, offsetof(rt_config_t, field), \
+   offsetof(rt_config_store_t, field), NULL, 0, 0, 0}
+#define OPT_BLOCK(key, kind, field, slot, flags)                                                 \
+  {key, RT_CONFIG_##kind, offsetof(rt_config_t, field), offsetof(rt_config_store_t, slot), NULL, \
+   RT_CONFIG_FLAG_FILE_ONLY | (flags), 0, 0}
+#define OPT_BOOL(key, field) \
+  {key, RT_CONFIG_KIND_BOOL, offsetof(rt_config_t, field), 0, NULL, 0, 0, 1}
 #define OPT_NUM(key, kind, field, lo, hi) \
-  {key, kind, offsetof(rt_config_t, field), 0, NULL, 0, lo, hi}
+  {key, RT_CONFIG_##kind, offsetof(rt_config_t, field), 0, NULL, 0, lo, hi}
 
 static const char *check_nonempty(const char *value) {
   return value[0] == '\0' ? "a non-empty string" : NULL;
@@ -88,20 +59,20 @@ static const char *check_path(const char *value) {
  * where 0 means "off" (pingInterval) or "at once" (shutdownTimeout,
  * tokenExpiryGrace).
  */
-static const option_t options[] = {
+static const rt_config_option_t options[] = {
     OPT_NUM("port", KIND_INT, port, 0, 65535),
     OPT_STR("host", host, check_nonempty, 0),
     OPT_STR("path", path, check_path, 0),
     OPT_NUM("pingInterval", KIND_U32, ping_interval_ms, 0, MS_MAX),
     OPT_NUM("presenceTimeout", KIND_U32, presence_timeout_ms, 1, MS_MAX),
     OPT_BOOL("requireAuth", require_auth),
-    OPT_STR("jwtSecret", jwt_secret, NULL, FLAG_SECRET),
-    OPT_STR("jwtPublicKeyFile", jwt_public_key_file, check_nonempty, FLAG_NULLABLE),
+    OPT_STR("jwtSecret", jwt_secret, NULL, RT_CONFIG_FLAG_SECRET),
+    OPT_STR("jwtPublicKeyFile", jwt_public_key_file, check_nonempty, RT_CONFIG_FLAG_NULLABLE),
     OPT_ALGS("jwtAlgorithms", jwt_algorithms),
     OPT_NUM("jwtLeeway", KIND_U32, jwt_leeway_s, 0, LEEWAY_MAX),
     OPT_NUM("authTimeout", KIND_U32, auth_timeout_ms, 1, MS_MAX),
     OPT_NUM("tokenExpiryGrace", KIND_U32, token_grace_ms, 0, MS_MAX),
-    OPT_BLOCK("apiKeys", KIND_API_KEYS, api_keys, api_key_block, FLAG_SECRET),
+    OPT_BLOCK("apiKeys", KIND_API_KEYS, api_keys, api_key_block, RT_CONFIG_FLAG_SECRET),
     OPT_NUM("rateLimit.maxConnections", KIND_U32, rate_limit.max_connections, 0, UINT32_MAX),
     OPT_NUM("rateLimit.maxMessagesPerMinute", KIND_U32, rate_limit.max_messages_per_minute, 0,
             UINT32_MAX),
@@ -153,16 +124,6 @@ static const struct {
 
 #define ALG_COUNT (sizeof(algorithms) / sizeof(algorithms[0]))
 #define ALG_NAMES "HS256, HS384, HS512, RS256, ES256"
-
-/*
- * A load in progress: a copy of the config plus a private store for the
- * strings it sets. Committing moves those strings into the caller's store;
- * aborting frees them, which is what makes every loader all-or-nothing.
- */
-typedef struct {
-  rt_config_t cfg;         /* the caller's config with this load's changes */
-  rt_config_store_t store; /* strings set by this load only */
-} stage_t;
 
 void rt_config_init(rt_config_t *cfg) {
   memset(cfg, 0, sizeof(*cfg));
@@ -228,7 +189,7 @@ void rt_config_store_destroy(rt_config_store_t *store) {
   memset(store, 0, sizeof(*store));
 }
 
-static const option_t *find_option(const char *key) {
+static const rt_config_option_t *find_option(const char *key) {
   for (size_t i = 0; i < OPTION_COUNT; i++) {
     if (strcmp(options[i].key, key) == 0) return &options[i];
   }
@@ -244,18 +205,18 @@ static int is_group(const char *key) {
   return 0;
 }
 
-static uint64_t key_bit(const option_t *o) { return (uint64_t)1 << (o - options); }
+static uint64_t key_bit(const rt_config_option_t *o) { return (uint64_t)1 << (o - options); }
 
-static int owns_storage(const option_t *o) {
-  return o->kind == KIND_STRING || o->kind == KIND_ALGS || o->kind == KIND_API_KEYS ||
-         o->kind == KIND_QUERIES;
+static int owns_storage(const rt_config_option_t *o) {
+  return o->kind == RT_CONFIG_KIND_STRING || o->kind == RT_CONFIG_KIND_ALGS ||
+         o->kind == RT_CONFIG_KIND_API_KEYS || o->kind == RT_CONFIG_KIND_QUERIES;
 }
 
-static char **string_slot(rt_config_store_t *store, const option_t *o) {
+static char **string_slot(rt_config_store_t *store, const rt_config_option_t *o) {
   return (char **)((char *)store + o->store_off);
 }
 
-static void stage_begin(stage_t *st, const rt_config_t *cfg) {
+static void stage_begin(rt_config_stage_t *st, const rt_config_t *cfg) {
   st->cfg = *cfg;
   rt_config_store_init(&st->store);
 }
@@ -267,7 +228,7 @@ static void stage_begin(stage_t *st, const rt_config_t *cfg) {
  * stages NULL, which still replaces) and the staged config is copied out; on
  * error both are dropped. Returns rc.
  */
-static int stage_end(stage_t *st, int rc, rt_config_store_t *store, rt_config_t *cfg) {
+static int stage_end(rt_config_stage_t *st, int rc, rt_config_store_t *store, rt_config_t *cfg) {
   if (rc != 0) {
     rt_config_store_destroy(&st->store);
     return rc;
@@ -285,8 +246,8 @@ static int stage_end(stage_t *st, int rc, rt_config_store_t *store, rt_config_t 
 }
 
 /* Stores a copy of value as the key's owned string and points the staged config at it. */
-static int stage_copy(stage_t *st, const option_t *o, const char *value, const char *who,
-                      rt_errbuf_t *err) {
+static int stage_copy(rt_config_stage_t *st, const rt_config_option_t *o, const char *value,
+                      const char *who, rt_errbuf_t *err) {
   char *copy = rt_strdup(value);
   if (copy == NULL) return rt_errbuf_set(err, RT_ENOMEM, "%s: out of memory", who);
   char **slot = string_slot(&st->store, o);
@@ -298,8 +259,8 @@ static int stage_copy(stage_t *st, const option_t *o, const char *value, const c
 }
 
 /* Never echoes a rule-free string (jwtSecret): only checked values appear in messages. */
-static int stage_string(stage_t *st, const option_t *o, const char *value, const char *who,
-                        rt_errbuf_t *err) {
+static int stage_string(rt_config_stage_t *st, const rt_config_option_t *o, const char *value,
+                        const char *who, rt_errbuf_t *err) {
   const char *rule = o->check != NULL ? o->check(value) : NULL;
   if (rule != NULL) {
     char got[RT_CONFIG_GOT_TEXT_MAX + 8];
@@ -309,17 +270,17 @@ static int stage_string(stage_t *st, const option_t *o, const char *value, const
   return stage_copy(st, o, value, who, err);
 }
 
-static void stage_number(stage_t *st, const option_t *o, uint64_t v) {
+static void stage_number(rt_config_stage_t *st, const rt_config_option_t *o, uint64_t v) {
   void *field = (char *)&st->cfg + o->cfg_off;
   switch (o->kind) {
-    case KIND_BOOL:
-    case KIND_INT: *(int *)field = (int)v; break;
-    case KIND_U32: *(uint32_t *)field = (uint32_t)v; break;
-    case KIND_SIZE: *(size_t *)field = (size_t)v; break;
-    case KIND_STRING:
-    case KIND_ALGS:
-    case KIND_API_KEYS:
-    case KIND_QUERIES: break;
+    case RT_CONFIG_KIND_BOOL:
+    case RT_CONFIG_KIND_INT: *(int *)field = (int)v; break;
+    case RT_CONFIG_KIND_U32: *(uint32_t *)field = (uint32_t)v; break;
+    case RT_CONFIG_KIND_SIZE: *(size_t *)field = (size_t)v; break;
+    case RT_CONFIG_KIND_STRING:
+    case RT_CONFIG_KIND_ALGS:
+    case RT_CONFIG_KIND_API_KEYS:
+    case RT_CONFIG_KIND_QUERIES: break;
   }
   st->store.set_keys |= key_bit(o);
 }
@@ -328,15 +289,16 @@ static void stage_number(stage_t *st, const option_t *o, uint64_t v) {
  * Formats the current value of a numeric key into got[] and says whether it
  * lies in the key's range; ints are read signed so a negative port prints as such.
  */
-static int number_in_range(const rt_config_t *cfg, const option_t *o, char *got, size_t cap) {
+static int number_in_range(const rt_config_t *cfg, const rt_config_option_t *o, char *got,
+                           size_t cap) {
   const void *field = (const char *)cfg + o->cfg_off;
   uint64_t v;
-  if (o->kind == KIND_INT) {
+  if (o->kind == RT_CONFIG_KIND_INT) {
     int i = *(const int *)field;
     snprintf(got, cap, "%d", i);
     if (i < 0) return 0;
     v = (uint64_t)i;
-  } else if (o->kind == KIND_U32) {
+  } else if (o->kind == RT_CONFIG_KIND_U32) {
     v = *(const uint32_t *)field;
     snprintf(got, cap, "%llu", (unsigned long long)v);
   } else {
@@ -352,25 +314,25 @@ static int number_in_range(const rt_config_t *cfg, const option_t *o, char *got,
  * was given. Text sources (environment, flags) also accept 1 and 0 for
  * booleans and give jwtAlgorithms as a comma list, the file as an array.
  */
-static int expect_error(const option_t *o, const char *who, const char *got, int from_text,
-                        rt_errbuf_t *err) {
+static int expect_error(const rt_config_option_t *o, const char *who, const char *got,
+                        int from_text, rt_errbuf_t *err) {
   switch (o->kind) {
-    case KIND_STRING:
+    case RT_CONFIG_KIND_STRING:
       return rt_errbuf_set(err, RT_ECONFIG, "%s must be a string (got %s)", who, got);
-    case KIND_ALGS:
+    case RT_CONFIG_KIND_ALGS:
       return rt_errbuf_set(err, RT_ECONFIG, "%s must be a %s of " ALG_NAMES " (got %s)", who,
                            from_text ? "comma-separated list" : "non-empty array", got);
-    case KIND_API_KEYS:
+    case RT_CONFIG_KIND_API_KEYS:
       return rt_errbuf_set(err, RT_ECONFIG,
                            "%s must be an array of {\"key\", \"name\", \"permissions\"} objects "
                            "(got %s)",
                            who, got);
-    case KIND_QUERIES:
+    case RT_CONFIG_KIND_QUERIES:
       return rt_errbuf_set(err, RT_ECONFIG,
                            "%s must be an object mapping query names to {\"sql\", \"permission\", "
                            "\"key\"} objects (got %s)",
                            who, got);
-    case KIND_BOOL:
+    case RT_CONFIG_KIND_BOOL:
       return rt_errbuf_set(err, RT_ECONFIG, "%s must be %s (got %s)", who,
                            from_text ? "true, false, 1 or 0" : "true or false", got);
     default:
@@ -438,8 +400,8 @@ static unsigned parse_algorithm_list(const char *text) {
 }
 
 /* Stores the set as its normalised list: canonical names in table order, comma-separated. */
-static int stage_algorithms(stage_t *st, const option_t *o, unsigned set, const char *who,
-                            rt_errbuf_t *err) {
+static int stage_algorithms(rt_config_stage_t *st, const rt_config_option_t *o, unsigned set,
+                            const char *who, rt_errbuf_t *err) {
   char list[ALG_LIST_MAX] = "";
   for (size_t i = 0; i < ALG_COUNT; i++) {
     if ((set & (1u << i)) == 0) continue;
@@ -450,30 +412,31 @@ static int stage_algorithms(stage_t *st, const option_t *o, unsigned set, const 
 }
 
 /* Applies a textual value (environment or flag) to one key; `who` names the source. */
-static int stage_text(stage_t *st, const option_t *o, const char *text, const char *who,
-                      rt_errbuf_t *err) {
-  if (o->kind == KIND_STRING) return stage_string(st, o, text, who, err);
-  if (o->flags & FLAG_FILE_ONLY) {
+static int stage_text(rt_config_stage_t *st, const rt_config_option_t *o, const char *text,
+                      const char *who, rt_errbuf_t *err) {
+  if (o->kind == RT_CONFIG_KIND_STRING) return stage_string(st, o, text, who, err);
+  if (o->flags & RT_CONFIG_FLAG_FILE_ONLY) {
     return rt_errbuf_set(err, RT_ECONFIG, "%s: \"%s\" can only be set in the config file", who,
                          o->key);
   }
   uint64_t v = 0;
-  int ok = o->kind == KIND_ALGS   ? (v = parse_algorithm_list(text)) != 0
-           : o->kind == KIND_BOOL ? parse_bool(text, &v)
+  int ok = o->kind == RT_CONFIG_KIND_ALGS   ? (v = parse_algorithm_list(text)) != 0
+           : o->kind == RT_CONFIG_KIND_BOOL ? parse_bool(text, &v)
                                   : parse_decimal(text, &v) && v >= o->min && v <= o->max;
   if (!ok) {
     char got[RT_CONFIG_GOT_TEXT_MAX + 8];
     rt_config_quote_text(got, sizeof(got), text);
     return expect_error(o, who, got, 1, err);
   }
-  if (o->kind == KIND_ALGS) return stage_algorithms(st, o, (unsigned)v, who, err);
+  if (o->kind == RT_CONFIG_KIND_ALGS) return stage_algorithms(st, o, (unsigned)v, who, err);
   stage_number(st, o, v);
   return 0;
 }
 
 /* jwtAlgorithms in the file: a non-empty array of names; a bad item is named by its index. */
-static int stage_json_algorithms(stage_t *st, const option_t *o, const json_t *v,
-                                 const char *origin, const char *who, rt_errbuf_t *err) {
+static int stage_json_algorithms(rt_config_stage_t *st, const rt_config_option_t *o,
+                                 const json_t *v, const char *origin, const char *who,
+                                 rt_errbuf_t *err) {
   if (!json_is_array(v) || json_array_size(v) == 0) {
     return expect_error(o, who, rt_config_json_type_name(v), 0, err);
   }
@@ -498,7 +461,7 @@ static int stage_json_algorithms(stage_t *st, const option_t *o, const json_t *v
  * Makes `block` (taken; NULL for an empty list) the staged block of key o,
  * freeing one an earlier key of this load staged.
  */
-static void stage_block(stage_t *st, const option_t *o, void *block) {
+static void stage_block(rt_config_stage_t *st, const rt_config_option_t *o, void *block) {
   char **slot = string_slot(&st->store, o);
   rt_free(*slot);
   *slot = block;
@@ -506,8 +469,8 @@ static void stage_block(stage_t *st, const option_t *o, void *block) {
 }
 
 /* apiKeys in the file: an array, packed by rt_config_pack_api_keys(), staged as one block. */
-static int stage_api_keys(stage_t *st, const option_t *o, const json_t *v, const char *origin,
-                          const char *who, rt_errbuf_t *err) {
+static int stage_api_keys(rt_config_stage_t *st, const rt_config_option_t *o, const json_t *v,
+                          const char *origin, const char *who, rt_errbuf_t *err) {
   if (!json_is_array(v)) return expect_error(o, who, rt_config_json_type_name(v), 0, err);
   rt_api_key_config_t *entries = NULL;
   size_t n = 0;
@@ -520,8 +483,8 @@ static int stage_api_keys(stage_t *st, const option_t *o, const json_t *v, const
 }
 
 /* queries in the file: an object, packed by rt_config_pack_queries(), staged as one block. */
-static int stage_queries(stage_t *st, const option_t *o, const json_t *v, const char *origin,
-                         const char *who, rt_errbuf_t *err) {
+static int stage_queries(rt_config_stage_t *st, const rt_config_option_t *o, const json_t *v,
+                         const char *origin, const char *who, rt_errbuf_t *err) {
   if (!json_is_object(v)) {
     char got[64];
     rt_config_describe_json(v, 0, got, sizeof(got));
@@ -538,18 +501,18 @@ static int stage_queries(stage_t *st, const option_t *o, const json_t *v, const 
 }
 
 /* Applies one JSON value to key o; `origin` is the file name, messages say `origin: "key"`. */
-static int stage_json(stage_t *st, const option_t *o, const json_t *v, const char *origin,
-                      rt_errbuf_t *err) {
+static int stage_json(rt_config_stage_t *st, const rt_config_option_t *o, const json_t *v,
+                      const char *origin, rt_errbuf_t *err) {
   char who[256];
   snprintf(who, sizeof(who), "%s: \"%s\"", origin, o->key);
   switch (o->kind) {
-    case KIND_STRING:
+    case RT_CONFIG_KIND_STRING:
       if (json_is_string(v)) return stage_string(st, o, json_string_value(v), who, err);
       break;
-    case KIND_ALGS: return stage_json_algorithms(st, o, v, origin, who, err);
-    case KIND_API_KEYS: return stage_api_keys(st, o, v, origin, who, err);
-    case KIND_QUERIES: return stage_queries(st, o, v, origin, who, err);
-    case KIND_BOOL:
+    case RT_CONFIG_KIND_ALGS: return stage_json_algorithms(st, o, v, origin, who, err);
+    case RT_CONFIG_KIND_API_KEYS: return stage_api_keys(st, o, v, origin, who, err);
+    case RT_CONFIG_KIND_QUERIES: return stage_queries(st, o, v, origin, who, err);
+    case RT_CONFIG_KIND_BOOL:
       if (json_is_boolean(v)) {
         stage_number(st, o, json_is_true(v));
         return 0;
@@ -564,7 +527,7 @@ static int stage_json(stage_t *st, const option_t *o, const json_t *v, const cha
       break;
   }
   char got[64];
-  if (o->flags & FLAG_SECRET) {
+  if (o->flags & RT_CONFIG_FLAG_SECRET) {
     snprintf(got, sizeof(got), "%s", rt_config_json_type_name(v));
   } else {
     rt_config_describe_json(v, 0, got, sizeof(got));
@@ -633,7 +596,7 @@ static int unknown_key_error(const char *origin, const char *key, rt_errbuf_t *e
  * in file order (jansson keeps insertion order), so the first mistake is the
  * one reported.
  */
-static int stage_object(stage_t *st, json_t *obj, const char *prefix, const char *origin,
+static int stage_object(rt_config_stage_t *st, json_t *obj, const char *prefix, const char *origin,
                         rt_errbuf_t *err) {
   const char *name;
   json_t *value;
@@ -646,7 +609,7 @@ static int stage_object(stage_t *st, json_t *obj, const char *prefix, const char
     char key[RT_CONFIG_KEY_MAX];
     int n = snprintf(key, sizeof(key), "%s%s%s", prefix, *prefix ? "." : "", name);
     if (n < 0 || (size_t)n >= sizeof(key)) return unknown_key_error(origin, name, err);
-    const option_t *o = find_option(key);
+    const rt_config_option_t *o = find_option(key);
     int rc;
     if (o != NULL) {
       rc = stage_json(st, o, value, origin, err);
@@ -685,7 +648,7 @@ int rt_config_load_json(rt_config_store_t *store, rt_config_t *cfg, const char *
   json_error_t jerr;
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
   if (root == NULL) return syntax_error(origin, &jerr, err);
-  stage_t st;
+  rt_config_stage_t st;
   stage_begin(&st, cfg);
   int rc = json_is_object(root)
                ? stage_object(&st, root, "", origin, err)
@@ -776,12 +739,12 @@ static const char *find_env(char *const *envp, const char *name) {
 
 int rt_config_apply_env(rt_config_store_t *store, rt_config_t *cfg, char *const *envp,
                         rt_errbuf_t *err) {
-  stage_t st;
+  rt_config_stage_t st;
   stage_begin(&st, cfg);
   int rc = 0;
   for (size_t i = 0; i < OPTION_COUNT && rc == 0; i++) {
     char name[ENV_NAME_MAX];
-    if (options[i].flags & FLAG_FILE_ONLY) continue;
+    if (options[i].flags & RT_CONFIG_FLAG_FILE_ONLY) continue;
     if (env_name_of(options[i].key, name, sizeof(name)) != 0) continue;
     const char *value = find_env(envp, name);
     if (value != NULL) rc = stage_text(&st, &options[i], value, name, err);
@@ -791,20 +754,20 @@ int rt_config_apply_env(rt_config_store_t *store, rt_config_t *cfg, char *const 
 
 int rt_config_set(rt_config_store_t *store, rt_config_t *cfg, const char *key, const char *value,
                   const char *source, rt_errbuf_t *err) {
-  const option_t *o = find_option(key);
+  const rt_config_option_t *o = find_option(key);
   if (o == NULL) return unknown_key_error(source, key, err);
-  stage_t st;
+  rt_config_stage_t st;
   stage_begin(&st, cfg);
   return stage_end(&st, stage_text(&st, o, value, source, err), store, cfg);
 }
 
 /* A string key of a code-built config: NULL only where allowed, else by its rule. */
-static int validate_string(const rt_config_t *cfg, const option_t *o, const char *who,
+static int validate_string(const rt_config_t *cfg, const rt_config_option_t *o, const char *who,
                            rt_errbuf_t *err) {
   const char *value = *(const char *const *)((const char *)cfg + o->cfg_off);
   const char *rule;
   if (value == NULL) {
-    rule = o->check == NULL || (o->flags & FLAG_NULLABLE) ? NULL : "set";
+    rule = o->check == NULL || (o->flags & RT_CONFIG_FLAG_NULLABLE) ? NULL : "set";
   } else {
     rule = o->check == NULL ? NULL : o->check(value);
   }
@@ -816,18 +779,20 @@ static int validate_string(const rt_config_t *cfg, const option_t *o, const char
 }
 
 /* One key of a code-built config against the table; `who` is the quoted key. */
-static int validate_option(const rt_config_t *cfg, const option_t *o, const char *who,
+static int validate_option(const rt_config_t *cfg, const rt_config_option_t *o, const char *who,
                            rt_errbuf_t *err) {
   char got[RT_CONFIG_GOT_TEXT_MAX + 8];
   switch (o->kind) {
-    case KIND_STRING: return validate_string(cfg, o, who, err);
-    case KIND_ALGS:
+    case RT_CONFIG_KIND_STRING: return validate_string(cfg, o, who, err);
+    case RT_CONFIG_KIND_ALGS:
       if (cfg->jwt_algorithms == NULL || parse_algorithm_list(cfg->jwt_algorithms) != 0) return 0;
       rt_config_quote_text(got, sizeof(got), cfg->jwt_algorithms);
       return expect_error(o, who, got, 1, err);
-    case KIND_API_KEYS: return rt_config_check_api_keys(cfg->api_keys, cfg->api_key_count, "", err);
-    case KIND_QUERIES: return rt_config_check_queries(cfg->queries, cfg->query_count, "", err);
-    case KIND_BOOL: return 0;
+    case RT_CONFIG_KIND_API_KEYS:
+      return rt_config_check_api_keys(cfg->api_keys, cfg->api_key_count, "", err);
+    case RT_CONFIG_KIND_QUERIES:
+      return rt_config_check_queries(cfg->queries, cfg->query_count, "", err);
+    case RT_CONFIG_KIND_BOOL: return 0;
     default:
       if (number_in_range(cfg, o, got, sizeof(got))) return 0;
       return expect_error(o, who, got, 0, err);
@@ -890,7 +855,7 @@ static int validate_relations(const rt_config_t *cfg, rt_errbuf_t *err) {
 }
 
 void rt_config_resolve(const rt_config_store_t *store, rt_config_t *cfg) {
-  const option_t *publish = find_option("maxPublishSize");
+  const rt_config_option_t *publish = find_option("maxPublishSize");
   if ((store->set_keys & key_bit(publish)) == 0 && cfg->max_publish_size > cfg->max_message_size) {
     cfg->max_publish_size = cfg->max_message_size;
   }
@@ -904,15 +869,15 @@ int rt_config_validate(const rt_config_t *cfg, rt_errbuf_t *err) {
 const char *rt_config_key(size_t i) { return i < OPTION_COUNT ? options[i].key : NULL; }
 
 int rt_config_env_name(const char *key, char *buf, size_t cap) {
-  const option_t *o = find_option(key);
-  if (o == NULL || (o->flags & FLAG_FILE_ONLY)) return RT_ENOENT;
+  const rt_config_option_t *o = find_option(key);
+  if (o == NULL || (o->flags & RT_CONFIG_FLAG_FILE_ONLY)) return RT_ENOENT;
   return env_name_of(key, buf, cap) == 0 ? 0 : RT_EINVAL;
 }
 
 const char *rt_config_key_for_env(const char *name) {
   for (size_t i = 0; i < OPTION_COUNT; i++) {
     char env[ENV_NAME_MAX];
-    if (options[i].flags & FLAG_FILE_ONLY) continue;
+    if (options[i].flags & RT_CONFIG_FLAG_FILE_ONLY) continue;
     if (env_name_of(options[i].key, env, sizeof(env)) == 0 && strcmp(env, name) == 0) {
       return options[i].key;
     }

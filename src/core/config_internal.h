@@ -1,0 +1,60 @@
+/*
+ * Internal to the config module (config.h), not part of its API: the shapes
+ * the module's files share. The key table describes every key once (its
+ * JSON path, storage, parsing and range), and every loader goes through a
+ * staged load so that it is all-or-nothing. The structured "apiKeys" and
+ * "queries" values have their own internal header, config_blocks.h.
+ * Nothing here is thread-safe, as in config.h.
+ */
+#ifndef RT_CORE_CONFIG_INTERNAL_H
+#define RT_CORE_CONFIG_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* How a key is stored in rt_config_t and parsed. */
+typedef enum {
+  RT_CONFIG_KIND_STRING,   /* const char *, copied into the store */
+  RT_CONFIG_KIND_ALGS,     /* const char * list of algorithm names, normalised into the store */
+  RT_CONFIG_KIND_API_KEYS, /* rt_api_key_config_t array + count, packed into one store block */
+  RT_CONFIG_KIND_QUERIES,  /* rt_query_config_t array + count from a JSON object, one store block */
+  RT_CONFIG_KIND_BOOL,     /* int 0/1 */
+  RT_CONFIG_KIND_INT,      /* int within [min, max] */
+  RT_CONFIG_KIND_U32,      /* uint32_t within [min, max] */
+  RT_CONFIG_KIND_SIZE      /* size_t within [min, max] */
+} rt_config_kind_t;
+
+enum {
+  RT_CONFIG_FLAG_SECRET = 1,   /* no message shows the value, not even a mistyped number */
+  RT_CONFIG_FLAG_NULLABLE = 2, /* RT_CONFIG_KIND_STRING, block member: NULL (unset) is valid */
+  RT_CONFIG_FLAG_FILE_ONLY = 4 /* no environment variable and no rt_config_set() */
+};
+
+/* Returns NULL when a string value is acceptable, else what it must be ("a non-empty string"). */
+typedef const char *(*rt_config_check_fn)(const char *value);
+
+/* One key of the table. */
+typedef struct {
+  const char *key;          /* camelCase path, '.' between object levels */
+  rt_config_kind_t kind;    /* storage and parsing */
+  size_t cfg_off;           /* offset of the field in rt_config_t */
+  size_t store_off;         /* owned kinds: offset of the owning slot in rt_config_store_t */
+  rt_config_check_fn check; /* RT_CONFIG_KIND_STRING: value rule, NULL = any string, may be unset */
+  unsigned flags;           /* RT_CONFIG_FLAG_* */
+  uint64_t min;             /* numeric kinds: smallest accepted value */
+  uint64_t max;             /* numeric kinds: largest accepted value */
+} rt_config_option_t;
+
+/*
+ * A load in progress: a copy of the config plus a private store for the
+ * strings it sets. Committing moves those strings into the caller's store;
+ * aborting frees them, which is what makes every loader all-or-nothing.
+ */
+typedef struct {
+  rt_config_t cfg;         /* the caller's config with this load's changes */
+  rt_config_store_t store; /* strings set by this load only */
+} rt_config_stage_t;
+
+#endif
