@@ -20,7 +20,6 @@
 #define QUEUE_LIMIT ((uint64_t)1 << 34)
 #define LEEWAY_MAX 3600u     /* an hour of clock skew; more would keep expired tokens alive */
 #define DISCONNECT_MAX 1000u /* largest rateLimit.disconnectAfter multiple */
-#define ALG_LIST_MAX 64      /* every algorithm name, comma-separated, with its NUL */
 #define POLL_MAX 60000u      /* database.pollInterval ceiling: a minute between looks for commits */
 #define LIVE_TIMEOUT_MAX 600000u /* ten minutes: the longest one evaluation may run */
 #define LIVE_BYTES_MAX ((uint64_t)256 << 20) /* largest encoded result of one query */
@@ -59,7 +58,7 @@ static const char *check_path(const char *value) {
  * where 0 means "off" (pingInterval) or "at once" (shutdownTimeout,
  * tokenExpiryGrace).
  */
-static const rt_config_option_t options[] = {
+const rt_config_option_t rt_config_options[] = {
     OPT_NUM("port", KIND_INT, port, 0, 65535),
     OPT_STR("host", host, check_nonempty, 0),
     OPT_STR("path", path, check_path, 0),
@@ -107,23 +106,22 @@ static const rt_config_option_t options[] = {
     OPT_NUM("liveQueries.maxBytes", KIND_SIZE, live_max_bytes, 1, LIVE_BYTES_MAX),
 };
 
-#define OPTION_COUNT (sizeof(options) / sizeof(options[0]))
+#define OPTION_COUNT (sizeof(rt_config_options) / sizeof(rt_config_options[0]))
 _Static_assert(OPTION_COUNT <= 64, "rt_config_store_t.set_keys has a bit per key");
+const size_t rt_config_option_count = OPTION_COUNT;
 
 /*
  * The JWT algorithms a deployment may accept, in the order a normalised list
  * spells them. `shared` ones verify with jwtSecret, the others with the key
  * in jwtPublicKeyFile; "none" is deliberately absent.
  */
-static const struct {
-  const char *name; /* "alg" header value */
-  int shared;       /* 1: HMAC with jwtSecret; 0: signature with the public key */
-} algorithms[] = {
+const rt_config_algorithm_t rt_config_algorithms[] = {
     {"HS256", 1}, {"HS384", 1}, {"HS512", 1}, {"RS256", 0}, {"ES256", 0},
 };
 
-#define ALG_COUNT (sizeof(algorithms) / sizeof(algorithms[0]))
-#define ALG_NAMES "HS256, HS384, HS512, RS256, ES256"
+_Static_assert(sizeof(rt_config_algorithms) / sizeof(rt_config_algorithms[0]) ==
+                   RT_CONFIG_ALG_COUNT,
+               "RT_CONFIG_ALG_COUNT and RT_CONFIG_ALG_NAMES follow the table");
 
 void rt_config_init(rt_config_t *cfg) {
   memset(cfg, 0, sizeof(*cfg));
@@ -174,24 +172,9 @@ void rt_config_init(rt_config_t *cfg) {
   cfg->loop = NULL;
 }
 
-void rt_config_store_init(rt_config_store_t *store) { memset(store, 0, sizeof(*store)); }
-
-void rt_config_store_destroy(rt_config_store_t *store) {
-  rt_free(store->host);
-  rt_free(store->path);
-  rt_free(store->jwt_secret);
-  rt_free(store->jwt_public_key_file);
-  rt_free(store->jwt_algorithms);
-  rt_free(store->api_key_block);
-  rt_free(store->database_path);
-  rt_free(store->database_setup);
-  rt_free(store->query_block);
-  memset(store, 0, sizeof(*store));
-}
-
 static const rt_config_option_t *find_option(const char *key) {
-  for (size_t i = 0; i < OPTION_COUNT; i++) {
-    if (strcmp(options[i].key, key) == 0) return &options[i];
+  for (size_t i = 0; i < rt_config_option_count; i++) {
+    if (strcmp(rt_config_options[i].key, key) == 0) return &rt_config_options[i];
   }
   return NULL;
 }
@@ -199,90 +182,11 @@ static const rt_config_option_t *find_option(const char *key) {
 /* True when `key` names an object level ("rateLimit") rather than a value. */
 static int is_group(const char *key) {
   size_t n = strlen(key);
-  for (size_t i = 0; i < OPTION_COUNT; i++) {
-    if (strncmp(options[i].key, key, n) == 0 && options[i].key[n] == '.') return 1;
+  for (size_t i = 0; i < rt_config_option_count; i++) {
+    const char *k = rt_config_options[i].key;
+    if (strncmp(k, key, n) == 0 && k[n] == '.') return 1;
   }
   return 0;
-}
-
-static uint64_t key_bit(const rt_config_option_t *o) { return (uint64_t)1 << (o - options); }
-
-static int owns_storage(const rt_config_option_t *o) {
-  return o->kind == RT_CONFIG_KIND_STRING || o->kind == RT_CONFIG_KIND_ALGS ||
-         o->kind == RT_CONFIG_KIND_API_KEYS || o->kind == RT_CONFIG_KIND_QUERIES;
-}
-
-static char **string_slot(rt_config_store_t *store, const rt_config_option_t *o) {
-  return (char **)((char *)store + o->store_off);
-}
-
-static void stage_begin(rt_config_stage_t *st, const rt_config_t *cfg) {
-  st->cfg = *cfg;
-  rt_config_store_init(&st->store);
-}
-
-/*
- * Ends a load: on success the staged strings and blocks of every key this
- * load set replace the store's (the old ones are freed only now, so a failed
- * load never leaves cfg pointing at freed memory; an empty apiKeys array
- * stages NULL, which still replaces) and the staged config is copied out; on
- * error both are dropped. Returns rc.
- */
-static int stage_end(rt_config_stage_t *st, int rc, rt_config_store_t *store, rt_config_t *cfg) {
-  if (rc != 0) {
-    rt_config_store_destroy(&st->store);
-    return rc;
-  }
-  for (size_t i = 0; i < OPTION_COUNT; i++) {
-    if (!owns_storage(&options[i]) || (st->store.set_keys & key_bit(&options[i])) == 0) continue;
-    char **staged = string_slot(&st->store, &options[i]);
-    char **slot = string_slot(store, &options[i]);
-    rt_free(*slot);
-    *slot = *staged;
-  }
-  store->set_keys |= st->store.set_keys;
-  *cfg = st->cfg;
-  return 0;
-}
-
-/* Stores a copy of value as the key's owned string and points the staged config at it. */
-static int stage_copy(rt_config_stage_t *st, const rt_config_option_t *o, const char *value,
-                      const char *who, rt_errbuf_t *err) {
-  char *copy = rt_strdup(value);
-  if (copy == NULL) return rt_errbuf_set(err, RT_ENOMEM, "%s: out of memory", who);
-  char **slot = string_slot(&st->store, o);
-  rt_free(*slot);
-  *slot = copy;
-  *(const char **)((char *)&st->cfg + o->cfg_off) = copy;
-  st->store.set_keys |= key_bit(o);
-  return 0;
-}
-
-/* Never echoes a rule-free string (jwtSecret): only checked values appear in messages. */
-static int stage_string(rt_config_stage_t *st, const rt_config_option_t *o, const char *value,
-                        const char *who, rt_errbuf_t *err) {
-  const char *rule = o->check != NULL ? o->check(value) : NULL;
-  if (rule != NULL) {
-    char got[RT_CONFIG_GOT_TEXT_MAX + 8];
-    rt_config_quote_text(got, sizeof(got), value);
-    return rt_errbuf_set(err, RT_ECONFIG, "%s must be %s (got %s)", who, rule, got);
-  }
-  return stage_copy(st, o, value, who, err);
-}
-
-static void stage_number(rt_config_stage_t *st, const rt_config_option_t *o, uint64_t v) {
-  void *field = (char *)&st->cfg + o->cfg_off;
-  switch (o->kind) {
-    case RT_CONFIG_KIND_BOOL:
-    case RT_CONFIG_KIND_INT: *(int *)field = (int)v; break;
-    case RT_CONFIG_KIND_U32: *(uint32_t *)field = (uint32_t)v; break;
-    case RT_CONFIG_KIND_SIZE: *(size_t *)field = (size_t)v; break;
-    case RT_CONFIG_KIND_STRING:
-    case RT_CONFIG_KIND_ALGS:
-    case RT_CONFIG_KIND_API_KEYS:
-    case RT_CONFIG_KIND_QUERIES: break;
-  }
-  st->store.set_keys |= key_bit(o);
 }
 
 /*
@@ -320,8 +224,8 @@ static int expect_error(const rt_config_option_t *o, const char *who, const char
     case RT_CONFIG_KIND_STRING:
       return rt_errbuf_set(err, RT_ECONFIG, "%s must be a string (got %s)", who, got);
     case RT_CONFIG_KIND_ALGS:
-      return rt_errbuf_set(err, RT_ECONFIG, "%s must be a %s of " ALG_NAMES " (got %s)", who,
-                           from_text ? "comma-separated list" : "non-empty array", got);
+      return rt_errbuf_set(err, RT_ECONFIG, "%s must be a %s of " RT_CONFIG_ALG_NAMES " (got %s)",
+                           who, from_text ? "comma-separated list" : "non-empty array", got);
     case RT_CONFIG_KIND_API_KEYS:
       return rt_errbuf_set(err, RT_ECONFIG,
                            "%s must be an array of {\"key\", \"name\", \"permissions\"} objects "
@@ -371,8 +275,9 @@ static int parse_bool(const char *s, uint64_t *out) {
  * "alg" values are and as rt_jwt_parse_algorithms() reads the list.
  */
 static int find_algorithm(const char *name, size_t len) {
-  for (size_t i = 0; i < ALG_COUNT; i++) {
-    if (strlen(algorithms[i].name) == len && memcmp(algorithms[i].name, name, len) == 0) {
+  for (size_t i = 0; i < RT_CONFIG_ALG_COUNT; i++) {
+    if (strlen(rt_config_algorithms[i].name) == len &&
+        memcmp(rt_config_algorithms[i].name, name, len) == 0) {
       return (int)i;
     }
   }
@@ -380,9 +285,9 @@ static int find_algorithm(const char *name, size_t len) {
 }
 
 /*
- * Parses "HS256, RS256" into a set (bit i: algorithms[i]); blanks around
- * names are ignored, repeats collapse. Returns 0, which no valid list
- * yields, when the list is empty or an item is empty or unknown.
+ * Parses "HS256, RS256" into a set (bit i: rt_config_algorithms[i]);
+ * blanks around names are ignored, repeats collapse. Returns 0, which no
+ * valid list yields, when the list is empty or an item is empty or unknown.
  */
 static unsigned parse_algorithm_list(const char *text) {
   unsigned set = 0;
@@ -399,22 +304,10 @@ static unsigned parse_algorithm_list(const char *text) {
   }
 }
 
-/* Stores the set as its normalised list: canonical names in table order, comma-separated. */
-static int stage_algorithms(rt_config_stage_t *st, const rt_config_option_t *o, unsigned set,
-                            const char *who, rt_errbuf_t *err) {
-  char list[ALG_LIST_MAX] = "";
-  for (size_t i = 0; i < ALG_COUNT; i++) {
-    if ((set & (1u << i)) == 0) continue;
-    if (list[0] != '\0') strcat(list, ",");
-    strcat(list, algorithms[i].name);
-  }
-  return stage_copy(st, o, list, who, err);
-}
-
 /* Applies a textual value (environment or flag) to one key; `who` names the source. */
 static int stage_text(rt_config_stage_t *st, const rt_config_option_t *o, const char *text,
                       const char *who, rt_errbuf_t *err) {
-  if (o->kind == RT_CONFIG_KIND_STRING) return stage_string(st, o, text, who, err);
+  if (o->kind == RT_CONFIG_KIND_STRING) return rt_config_stage_string(st, o, text, who, err);
   if (o->flags & RT_CONFIG_FLAG_FILE_ONLY) {
     return rt_errbuf_set(err, RT_ECONFIG, "%s: \"%s\" can only be set in the config file", who,
                          o->key);
@@ -422,14 +315,16 @@ static int stage_text(rt_config_stage_t *st, const rt_config_option_t *o, const 
   uint64_t v = 0;
   int ok = o->kind == RT_CONFIG_KIND_ALGS   ? (v = parse_algorithm_list(text)) != 0
            : o->kind == RT_CONFIG_KIND_BOOL ? parse_bool(text, &v)
-                                  : parse_decimal(text, &v) && v >= o->min && v <= o->max;
+                                            : parse_decimal(text, &v) && v >= o->min && v <= o->max;
   if (!ok) {
     char got[RT_CONFIG_GOT_TEXT_MAX + 8];
     rt_config_quote_text(got, sizeof(got), text);
     return expect_error(o, who, got, 1, err);
   }
-  if (o->kind == RT_CONFIG_KIND_ALGS) return stage_algorithms(st, o, (unsigned)v, who, err);
-  stage_number(st, o, v);
+  if (o->kind == RT_CONFIG_KIND_ALGS) {
+    return rt_config_stage_algorithms(st, o, (unsigned)v, who, err);
+  }
+  rt_config_stage_number(st, o, v);
   return 0;
 }
 
@@ -450,22 +345,12 @@ static int stage_json_algorithms(rt_config_stage_t *st, const rt_config_option_t
       char name[RT_CONFIG_KEY_MAX + 256], got[RT_CONFIG_GOT_TEXT_MAX + 8];
       rt_config_item_name(name, sizeof(name), origin, o->key, i, NULL);
       rt_config_describe_json(item, 1, got, sizeof(got));
-      return rt_errbuf_set(err, RT_ECONFIG, "%s must be one of " ALG_NAMES " (got %s)", name, got);
+      return rt_errbuf_set(err, RT_ECONFIG, "%s must be one of " RT_CONFIG_ALG_NAMES " (got %s)",
+                           name, got);
     }
     set |= 1u << a;
   }
-  return stage_algorithms(st, o, set, who, err);
-}
-
-/*
- * Makes `block` (taken; NULL for an empty list) the staged block of key o,
- * freeing one an earlier key of this load staged.
- */
-static void stage_block(rt_config_stage_t *st, const rt_config_option_t *o, void *block) {
-  char **slot = string_slot(&st->store, o);
-  rt_free(*slot);
-  *slot = block;
-  st->store.set_keys |= key_bit(o);
+  return rt_config_stage_algorithms(st, o, set, who, err);
 }
 
 /* apiKeys in the file: an array, packed by rt_config_pack_api_keys(), staged as one block. */
@@ -476,7 +361,7 @@ static int stage_api_keys(rt_config_stage_t *st, const rt_config_option_t *o, co
   size_t n = 0;
   int rc = rt_config_pack_api_keys(v, origin, who, &entries, &n, err);
   if (rc != 0) return rc;
-  stage_block(st, o, entries);
+  rt_config_stage_block(st, o, entries);
   st->cfg.api_keys = entries;
   st->cfg.api_key_count = n;
   return 0;
@@ -494,7 +379,7 @@ static int stage_queries(rt_config_stage_t *st, const rt_config_option_t *o, con
   size_t n = 0;
   int rc = rt_config_pack_queries(v, origin, who, &entries, &n, err);
   if (rc != 0) return rc;
-  stage_block(st, o, entries);
+  rt_config_stage_block(st, o, entries);
   st->cfg.queries = entries;
   st->cfg.query_count = n;
   return 0;
@@ -507,21 +392,21 @@ static int stage_json(rt_config_stage_t *st, const rt_config_option_t *o, const 
   snprintf(who, sizeof(who), "%s: \"%s\"", origin, o->key);
   switch (o->kind) {
     case RT_CONFIG_KIND_STRING:
-      if (json_is_string(v)) return stage_string(st, o, json_string_value(v), who, err);
+      if (json_is_string(v)) return rt_config_stage_string(st, o, json_string_value(v), who, err);
       break;
     case RT_CONFIG_KIND_ALGS: return stage_json_algorithms(st, o, v, origin, who, err);
     case RT_CONFIG_KIND_API_KEYS: return stage_api_keys(st, o, v, origin, who, err);
     case RT_CONFIG_KIND_QUERIES: return stage_queries(st, o, v, origin, who, err);
     case RT_CONFIG_KIND_BOOL:
       if (json_is_boolean(v)) {
-        stage_number(st, o, json_is_true(v));
+        rt_config_stage_number(st, o, json_is_true(v));
         return 0;
       }
       break;
     default:
       if (json_is_integer(v) && json_integer_value(v) >= 0 &&
           (uint64_t)json_integer_value(v) >= o->min && (uint64_t)json_integer_value(v) <= o->max) {
-        stage_number(st, o, (uint64_t)json_integer_value(v));
+        rt_config_stage_number(st, o, (uint64_t)json_integer_value(v));
         return 0;
       }
       break;
@@ -567,8 +452,8 @@ static size_t edit_distance(const char *a, const char *b, size_t bn) {
 static int suggest_key(const char *key, char *out, size_t cap) {
   size_t depth = 0, best = SUGGEST_DISTANCE + 1;
   for (const char *p = key; *p != '\0'; p++) depth += *p == '.';
-  for (size_t i = 0; i < OPTION_COUNT; i++) {
-    const char *cand = options[i].key;
+  for (size_t i = 0; i < rt_config_option_count; i++) {
+    const char *cand = rt_config_options[i].key;
     size_t n = 0, dots = 0;
     while (cand[n] != '\0' && !(cand[n] == '.' && dots++ == depth)) n++;
     size_t d = edit_distance(key, cand, n);
@@ -649,12 +534,12 @@ int rt_config_load_json(rt_config_store_t *store, rt_config_t *cfg, const char *
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
   if (root == NULL) return syntax_error(origin, &jerr, err);
   rt_config_stage_t st;
-  stage_begin(&st, cfg);
+  rt_config_stage_begin(&st, cfg);
   int rc = json_is_object(root)
                ? stage_object(&st, root, "", origin, err)
                : rt_errbuf_set(err, RT_ECONFIG, "%s: the top level must be a JSON object", origin);
   json_decref(root);
-  return stage_end(&st, rc, store, cfg);
+  return rt_config_stage_end(&st, rc, store, cfg);
 }
 
 /*
@@ -740,16 +625,17 @@ static const char *find_env(char *const *envp, const char *name) {
 int rt_config_apply_env(rt_config_store_t *store, rt_config_t *cfg, char *const *envp,
                         rt_errbuf_t *err) {
   rt_config_stage_t st;
-  stage_begin(&st, cfg);
+  rt_config_stage_begin(&st, cfg);
   int rc = 0;
-  for (size_t i = 0; i < OPTION_COUNT && rc == 0; i++) {
+  for (size_t i = 0; i < rt_config_option_count && rc == 0; i++) {
+    const rt_config_option_t *o = &rt_config_options[i];
     char name[ENV_NAME_MAX];
-    if (options[i].flags & RT_CONFIG_FLAG_FILE_ONLY) continue;
-    if (env_name_of(options[i].key, name, sizeof(name)) != 0) continue;
+    if (o->flags & RT_CONFIG_FLAG_FILE_ONLY) continue;
+    if (env_name_of(o->key, name, sizeof(name)) != 0) continue;
     const char *value = find_env(envp, name);
-    if (value != NULL) rc = stage_text(&st, &options[i], value, name, err);
+    if (value != NULL) rc = stage_text(&st, o, value, name, err);
   }
-  return stage_end(&st, rc, store, cfg);
+  return rt_config_stage_end(&st, rc, store, cfg);
 }
 
 int rt_config_set(rt_config_store_t *store, rt_config_t *cfg, const char *key, const char *value,
@@ -757,8 +643,8 @@ int rt_config_set(rt_config_store_t *store, rt_config_t *cfg, const char *key, c
   const rt_config_option_t *o = find_option(key);
   if (o == NULL) return unknown_key_error(source, key, err);
   rt_config_stage_t st;
-  stage_begin(&st, cfg);
-  return stage_end(&st, stage_text(&st, o, value, source, err), store, cfg);
+  rt_config_stage_begin(&st, cfg);
+  return rt_config_stage_end(&st, stage_text(&st, o, value, source, err), store, cfg);
 }
 
 /* A string key of a code-built config: NULL only where allowed, else by its rule. */
@@ -805,10 +691,10 @@ static int validate_option(const rt_config_t *cfg, const rt_config_option_t *o, 
  * unless the table allows it), the algorithm list and every API key.
  */
 static int validate_keys(const rt_config_t *cfg, rt_errbuf_t *err) {
-  for (size_t i = 0; i < OPTION_COUNT; i++) {
+  for (size_t i = 0; i < rt_config_option_count; i++) {
     char who[RT_CONFIG_KEY_MAX + 8];
-    snprintf(who, sizeof(who), "\"%s\"", options[i].key);
-    int rc = validate_option(cfg, &options[i], who, err);
+    snprintf(who, sizeof(who), "\"%s\"", rt_config_options[i].key);
+    int rc = validate_option(cfg, &rt_config_options[i], who, err);
     if (rc != 0) return rc;
   }
   return 0;
@@ -823,12 +709,13 @@ static int is_set(const char *s) { return s != NULL && s[0] != '\0'; }
 static int validate_algorithm_keys(const rt_config_t *cfg, rt_errbuf_t *err) {
   if (cfg->jwt_algorithms == NULL) return 0;
   unsigned set = parse_algorithm_list(cfg->jwt_algorithms);
-  for (size_t i = 0; i < ALG_COUNT; i++) {
+  for (size_t i = 0; i < RT_CONFIG_ALG_COUNT; i++) {
     if ((set & (1u << i)) == 0) continue;
-    const char *needs = algorithms[i].shared ? "jwtSecret" : "jwtPublicKeyFile";
-    if (is_set(algorithms[i].shared ? cfg->jwt_secret : cfg->jwt_public_key_file)) continue;
+    const rt_config_algorithm_t *a = &rt_config_algorithms[i];
+    const char *needs = a->shared ? "jwtSecret" : "jwtPublicKeyFile";
+    if (is_set(a->shared ? cfg->jwt_secret : cfg->jwt_public_key_file)) continue;
     return rt_errbuf_set(err, RT_ECONFIG, "\"jwtAlgorithms\" lists %s, which needs \"%s\"",
-                         algorithms[i].name, needs);
+                         a->name, needs);
   }
   return 0;
 }
@@ -856,7 +743,8 @@ static int validate_relations(const rt_config_t *cfg, rt_errbuf_t *err) {
 
 void rt_config_resolve(const rt_config_store_t *store, rt_config_t *cfg) {
   const rt_config_option_t *publish = find_option("maxPublishSize");
-  if ((store->set_keys & key_bit(publish)) == 0 && cfg->max_publish_size > cfg->max_message_size) {
+  if ((store->set_keys & rt_config_key_bit(publish)) == 0 &&
+      cfg->max_publish_size > cfg->max_message_size) {
     cfg->max_publish_size = cfg->max_message_size;
   }
 }
@@ -866,7 +754,9 @@ int rt_config_validate(const rt_config_t *cfg, rt_errbuf_t *err) {
   return rc != 0 ? rc : validate_relations(cfg, err);
 }
 
-const char *rt_config_key(size_t i) { return i < OPTION_COUNT ? options[i].key : NULL; }
+const char *rt_config_key(size_t i) {
+  return i < rt_config_option_count ? rt_config_options[i].key : NULL;
+}
 
 int rt_config_env_name(const char *key, char *buf, size_t cap) {
   const rt_config_option_t *o = find_option(key);
@@ -875,12 +765,11 @@ int rt_config_env_name(const char *key, char *buf, size_t cap) {
 }
 
 const char *rt_config_key_for_env(const char *name) {
-  for (size_t i = 0; i < OPTION_COUNT; i++) {
+  for (size_t i = 0; i < rt_config_option_count; i++) {
+    const rt_config_option_t *o = &rt_config_options[i];
     char env[ENV_NAME_MAX];
-    if (options[i].flags & RT_CONFIG_FLAG_FILE_ONLY) continue;
-    if (env_name_of(options[i].key, env, sizeof(env)) == 0 && strcmp(env, name) == 0) {
-      return options[i].key;
-    }
+    if (o->flags & RT_CONFIG_FLAG_FILE_ONLY) continue;
+    if (env_name_of(o->key, env, sizeof(env)) == 0 && strcmp(env, name) == 0) return o->key;
   }
   return NULL;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "errors.h"
 
 /* How a key is stored in rt_config_t and parsed. */
 typedef enum {
@@ -47,6 +48,27 @@ typedef struct {
   uint64_t max;             /* numeric kinds: largest accepted value */
 } rt_config_option_t;
 
+/* The key table (config.c): every key once, in the order rt_config_key() lists them. */
+extern const rt_config_option_t rt_config_options[];
+extern const size_t rt_config_option_count; /* entries of rt_config_options, at most 64 */
+
+/* The bit of key o in rt_config_store_t.set_keys. */
+static inline uint64_t rt_config_key_bit(const rt_config_option_t *o) {
+  return (uint64_t)1 << (o - rt_config_options);
+}
+
+/* A JWT algorithm a deployment may accept ("none" is deliberately absent). */
+typedef struct {
+  const char *name; /* "alg" header value */
+  int shared;       /* 1: HMAC with jwtSecret; 0: signature with the public key */
+} rt_config_algorithm_t;
+
+/* The algorithms (config.c), in the order a normalised list spells them. */
+extern const rt_config_algorithm_t rt_config_algorithms[];
+#define RT_CONFIG_ALG_COUNT 5 /* entries of rt_config_algorithms */
+#define RT_CONFIG_ALG_NAMES "HS256, HS384, HS512, RS256, ES256"
+#define RT_CONFIG_ALG_LIST_MAX 64 /* every algorithm name, comma-separated, with its NUL */
+
 /*
  * A load in progress: a copy of the config plus a private store for the
  * strings it sets. Committing moves those strings into the caller's store;
@@ -56,5 +78,40 @@ typedef struct {
   rt_config_t cfg;         /* the caller's config with this load's changes */
   rt_config_store_t store; /* strings set by this load only */
 } rt_config_stage_t;
+
+/* Starts a load on top of *cfg (borrowed, copied): st->cfg is the copy, st->store empty. */
+void rt_config_stage_begin(rt_config_stage_t *st, const rt_config_t *cfg);
+
+/*
+ * Ends a load with its result rc: when 0, the strings and blocks of every key
+ * the load set replace those of `store` (freeing the old ones) and st->cfg
+ * is copied to *cfg; otherwise both are dropped and nothing changes.
+ * Returns rc.
+ */
+int rt_config_stage_end(rt_config_stage_t *st, int rc, rt_config_store_t *store, rt_config_t *cfg);
+
+/*
+ * Stages a copy of `value` (borrowed) for string key o once it passes the
+ * key's rule; `who` names the source in messages, which never quote a value
+ * the rule did not check (jwtSecret). Returns 0, RT_ECONFIG or RT_ENOMEM.
+ */
+int rt_config_stage_string(rt_config_stage_t *st, const rt_config_option_t *o, const char *value,
+                           const char *who, rt_errbuf_t *err);
+
+/* Stages v for boolean or numeric key o; the caller has checked the range. */
+void rt_config_stage_number(rt_config_stage_t *st, const rt_config_option_t *o, uint64_t v);
+
+/*
+ * Stages the algorithm set (bit i: rt_config_algorithms[i]) as its
+ * normalised list, "HS256,RS256". Returns 0 or RT_ENOMEM.
+ */
+int rt_config_stage_algorithms(rt_config_stage_t *st, const rt_config_option_t *o, unsigned set,
+                               const char *who, rt_errbuf_t *err);
+
+/*
+ * Makes `block` (taken; NULL for an empty list) the staged block of key o;
+ * the caller points st->cfg at it.
+ */
+void rt_config_stage_block(rt_config_stage_t *st, const rt_config_option_t *o, void *block);
 
 #endif
