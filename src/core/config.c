@@ -1,14 +1,11 @@
 #include "config.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-#include "alloc.h"
 #include "config_blocks.h"
 #include "config_internal.h"
 
@@ -172,21 +169,11 @@ void rt_config_init(rt_config_t *cfg) {
   cfg->loop = NULL;
 }
 
-static const rt_config_option_t *find_option(const char *key) {
+const rt_config_option_t *rt_config_find_option(const char *key) {
   for (size_t i = 0; i < rt_config_option_count; i++) {
     if (strcmp(rt_config_options[i].key, key) == 0) return &rt_config_options[i];
   }
   return NULL;
-}
-
-/* True when `key` names an object level ("rateLimit") rather than a value. */
-static int is_group(const char *key) {
-  size_t n = strlen(key);
-  for (size_t i = 0; i < rt_config_option_count; i++) {
-    const char *k = rt_config_options[i].key;
-    if (strncmp(k, key, n) == 0 && k[n] == '.') return 1;
-  }
-  return 0;
 }
 
 /*
@@ -218,7 +205,7 @@ static int number_in_range(const rt_config_t *cfg, const rt_config_option_t *o, 
  * was given. Text sources (environment, flags) also accept 1 and 0 for
  * booleans and give jwtAlgorithms as a comma list, the file as an array.
  */
-static int expect_error(const rt_config_option_t *o, const char *who, const char *got,
+int rt_config_expect_error(const rt_config_option_t *o, const char *who, const char *got,
                         int from_text, rt_errbuf_t *err) {
   switch (o->kind) {
     case RT_CONFIG_KIND_STRING:
@@ -274,7 +261,7 @@ static int parse_bool(const char *s, uint64_t *out) {
  * Index of the algorithm named name[0..len), or -1. Case-sensitive, as JWS
  * "alg" values are and as rt_jwt_parse_algorithms() reads the list.
  */
-static int find_algorithm(const char *name, size_t len) {
+int rt_config_find_algorithm(const char *name, size_t len) {
   for (size_t i = 0; i < RT_CONFIG_ALG_COUNT; i++) {
     if (strlen(rt_config_algorithms[i].name) == len &&
         memcmp(rt_config_algorithms[i].name, name, len) == 0) {
@@ -296,7 +283,7 @@ static unsigned parse_algorithm_list(const char *text) {
     const char *b = p, *e = p + n;
     while (b < e && (*b == ' ' || *b == '\t')) b++;
     while (e > b && (e[-1] == ' ' || e[-1] == '\t')) e--;
-    int i = find_algorithm(b, (size_t)(e - b));
+    int i = rt_config_find_algorithm(b, (size_t)(e - b));
     if (i < 0) return 0;
     set |= 1u << i;
     p += n;
@@ -319,105 +306,13 @@ static int stage_text(rt_config_stage_t *st, const rt_config_option_t *o, const 
   if (!ok) {
     char got[RT_CONFIG_GOT_TEXT_MAX + 8];
     rt_config_quote_text(got, sizeof(got), text);
-    return expect_error(o, who, got, 1, err);
+    return rt_config_expect_error(o, who, got, 1, err);
   }
   if (o->kind == RT_CONFIG_KIND_ALGS) {
     return rt_config_stage_algorithms(st, o, (unsigned)v, who, err);
   }
   rt_config_stage_number(st, o, v);
   return 0;
-}
-
-/* jwtAlgorithms in the file: a non-empty array of names; a bad item is named by its index. */
-static int stage_json_algorithms(rt_config_stage_t *st, const rt_config_option_t *o,
-                                 const json_t *v, const char *origin, const char *who,
-                                 rt_errbuf_t *err) {
-  if (!json_is_array(v) || json_array_size(v) == 0) {
-    return expect_error(o, who, rt_config_json_type_name(v), 0, err);
-  }
-  unsigned set = 0;
-  size_t i;
-  json_t *item;
-  json_array_foreach(v, i, item) {
-    int a = json_is_string(item) ? find_algorithm(json_string_value(item), json_string_length(item))
-                                 : -1;
-    if (a < 0) {
-      char name[RT_CONFIG_KEY_MAX + 256], got[RT_CONFIG_GOT_TEXT_MAX + 8];
-      rt_config_item_name(name, sizeof(name), origin, o->key, i, NULL);
-      rt_config_describe_json(item, 1, got, sizeof(got));
-      return rt_errbuf_set(err, RT_ECONFIG, "%s must be one of " RT_CONFIG_ALG_NAMES " (got %s)",
-                           name, got);
-    }
-    set |= 1u << a;
-  }
-  return rt_config_stage_algorithms(st, o, set, who, err);
-}
-
-/* apiKeys in the file: an array, packed by rt_config_pack_api_keys(), staged as one block. */
-static int stage_api_keys(rt_config_stage_t *st, const rt_config_option_t *o, const json_t *v,
-                          const char *origin, const char *who, rt_errbuf_t *err) {
-  if (!json_is_array(v)) return expect_error(o, who, rt_config_json_type_name(v), 0, err);
-  rt_api_key_config_t *entries = NULL;
-  size_t n = 0;
-  int rc = rt_config_pack_api_keys(v, origin, who, &entries, &n, err);
-  if (rc != 0) return rc;
-  rt_config_stage_block(st, o, entries);
-  st->cfg.api_keys = entries;
-  st->cfg.api_key_count = n;
-  return 0;
-}
-
-/* queries in the file: an object, packed by rt_config_pack_queries(), staged as one block. */
-static int stage_queries(rt_config_stage_t *st, const rt_config_option_t *o, const json_t *v,
-                         const char *origin, const char *who, rt_errbuf_t *err) {
-  if (!json_is_object(v)) {
-    char got[64];
-    rt_config_describe_json(v, 0, got, sizeof(got));
-    return expect_error(o, who, got, 0, err);
-  }
-  rt_query_config_t *entries = NULL;
-  size_t n = 0;
-  int rc = rt_config_pack_queries(v, origin, who, &entries, &n, err);
-  if (rc != 0) return rc;
-  rt_config_stage_block(st, o, entries);
-  st->cfg.queries = entries;
-  st->cfg.query_count = n;
-  return 0;
-}
-
-/* Applies one JSON value to key o; `origin` is the file name, messages say `origin: "key"`. */
-static int stage_json(rt_config_stage_t *st, const rt_config_option_t *o, const json_t *v,
-                      const char *origin, rt_errbuf_t *err) {
-  char who[256];
-  snprintf(who, sizeof(who), "%s: \"%s\"", origin, o->key);
-  switch (o->kind) {
-    case RT_CONFIG_KIND_STRING:
-      if (json_is_string(v)) return rt_config_stage_string(st, o, json_string_value(v), who, err);
-      break;
-    case RT_CONFIG_KIND_ALGS: return stage_json_algorithms(st, o, v, origin, who, err);
-    case RT_CONFIG_KIND_API_KEYS: return stage_api_keys(st, o, v, origin, who, err);
-    case RT_CONFIG_KIND_QUERIES: return stage_queries(st, o, v, origin, who, err);
-    case RT_CONFIG_KIND_BOOL:
-      if (json_is_boolean(v)) {
-        rt_config_stage_number(st, o, json_is_true(v));
-        return 0;
-      }
-      break;
-    default:
-      if (json_is_integer(v) && json_integer_value(v) >= 0 &&
-          (uint64_t)json_integer_value(v) >= o->min && (uint64_t)json_integer_value(v) <= o->max) {
-        rt_config_stage_number(st, o, (uint64_t)json_integer_value(v));
-        return 0;
-      }
-      break;
-  }
-  char got[64];
-  if (o->flags & RT_CONFIG_FLAG_SECRET) {
-    snprintf(got, sizeof(got), "%s", rt_config_json_type_name(v));
-  } else {
-    rt_config_describe_json(v, 0, got, sizeof(got));
-  }
-  return expect_error(o, who, got, 0, err);
 }
 
 /*
@@ -466,136 +361,13 @@ static int suggest_key(const char *key, char *out, size_t cap) {
   return best <= SUGGEST_DISTANCE;
 }
 
-static int unknown_key_error(const char *origin, const char *key, rt_errbuf_t *err) {
+int rt_config_unknown_key_error(const char *origin, const char *key, rt_errbuf_t *err) {
   char near[RT_CONFIG_KEY_MAX];
   if (strlen(key) < RT_CONFIG_KEY_MAX && suggest_key(key, near, sizeof(near))) {
     return rt_errbuf_set(err, RT_ECONFIG, "%s: unknown key \"%s\" (did you mean \"%s\"?)", origin,
                          key, near);
   }
   return rt_errbuf_set(err, RT_ECONFIG, "%s: unknown key \"%.*s\"", origin, RT_CONFIG_KEY_MAX, key);
-}
-
-/*
- * Applies every member of a JSON object whose keys sit under `prefix` ("" at
- * the top, "rateLimit" inside it), recursing into groups. Members are visited
- * in file order (jansson keeps insertion order), so the first mistake is the
- * one reported.
- */
-static int stage_object(rt_config_stage_t *st, json_t *obj, const char *prefix, const char *origin,
-                        rt_errbuf_t *err) {
-  const char *name;
-  json_t *value;
-  json_object_foreach(obj, name, value) {
-    if (strchr(name, '.') != NULL) {
-      return rt_errbuf_set(err, RT_ECONFIG,
-                           "%s: unknown key \"%.*s\" (keys contain no '.'; nest objects instead)",
-                           origin, RT_CONFIG_KEY_MAX, name);
-    }
-    char key[RT_CONFIG_KEY_MAX];
-    int n = snprintf(key, sizeof(key), "%s%s%s", prefix, *prefix ? "." : "", name);
-    if (n < 0 || (size_t)n >= sizeof(key)) return unknown_key_error(origin, name, err);
-    const rt_config_option_t *o = find_option(key);
-    int rc;
-    if (o != NULL) {
-      rc = stage_json(st, o, value, origin, err);
-    } else if (!is_group(key)) {
-      rc = unknown_key_error(origin, key, err);
-    } else if (!json_is_object(value)) {
-      char got[64];
-      rt_config_describe_json(value, 0, got, sizeof(got));
-      rc = rt_errbuf_set(err, RT_ECONFIG, "%s: \"%s\" must be an object (got %s)", origin, key,
-                         got);
-    } else {
-      rc = stage_object(st, value, key, origin, err);
-    }
-    if (rc != 0) return rc;
-  }
-  return 0;
-}
-
-/*
- * jansson ends its messages with " near '<token>'", and the token may be
- * part of a secret (an unquoted jwtSecret, an unterminated API key), so that
- * part is cut; the line and column still point at the mistake.
- */
-static int syntax_error(const char *origin, const json_error_t *jerr, rt_errbuf_t *err) {
-  if (json_error_code(jerr) == json_error_out_of_memory) {
-    return rt_errbuf_set(err, RT_ENOMEM, "%s: out of memory", origin);
-  }
-  const char *near = strstr(jerr->text, " near '");
-  int len = near != NULL ? (int)(near - jerr->text) : (int)strlen(jerr->text);
-  return rt_errbuf_set(err, RT_EJSON, "%s: invalid JSON at line %d, column %d: %.*s", origin,
-                       jerr->line, jerr->column, len, jerr->text);
-}
-
-int rt_config_load_json(rt_config_store_t *store, rt_config_t *cfg, const char *text, size_t len,
-                        const char *origin, rt_errbuf_t *err) {
-  json_error_t jerr;
-  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-  if (root == NULL) return syntax_error(origin, &jerr, err);
-  rt_config_stage_t st;
-  rt_config_stage_begin(&st, cfg);
-  int rc = json_is_object(root)
-               ? stage_object(&st, root, "", origin, err)
-               : rt_errbuf_set(err, RT_ECONFIG, "%s: the top level must be a JSON object", origin);
-  json_decref(root);
-  return rt_config_stage_end(&st, rc, store, cfg);
-}
-
-/*
- * Reads a stream into a new buffer (freed by the caller with rt_free),
- * growing by doubling and stopping once past RT_CONFIG_FILE_MAX, so a runaway
- * file or endless pipe is refused without reading it all.
- */
-static int read_stream(FILE *f, const char *filename, char **out, size_t *out_len,
-                       rt_errbuf_t *err) {
-  size_t cap = 0, len = 0;
-  char *buf = NULL;
-  while (len <= RT_CONFIG_FILE_MAX) {
-    if (len == cap) {
-      size_t bigger = cap == 0 ? 4096 : cap * 2;
-      char *p = rt_realloc(buf, bigger);
-      if (p == NULL) {
-        rt_free(buf);
-        return rt_errbuf_set(err, RT_ENOMEM, "cannot read config file %s: out of memory", filename);
-      }
-      buf = p;
-      cap = bigger;
-    }
-    size_t n = fread(buf + len, 1, cap - len, f);
-    len += n;
-    if (n == 0) break;
-  }
-  int rc = 0;
-  if (ferror(f)) {
-    rc = rt_errbuf_set(err, RT_EIO, "cannot read config file %s: %s", filename, strerror(errno));
-  } else if (len > RT_CONFIG_FILE_MAX) {
-    rc = rt_errbuf_set(err, RT_EIO, "config file %s is larger than %d bytes", filename,
-                       RT_CONFIG_FILE_MAX);
-  }
-  if (rc != 0) {
-    rt_free(buf);
-    return rc;
-  }
-  *out = buf;
-  *out_len = len;
-  return 0;
-}
-
-int rt_config_load_file(rt_config_store_t *store, rt_config_t *cfg, const char *filename,
-                        rt_errbuf_t *err) {
-  FILE *f = fopen(filename, "rb");
-  if (f == NULL) {
-    return rt_errbuf_set(err, RT_EIO, "cannot read config file %s: %s", filename, strerror(errno));
-  }
-  char *text = NULL;
-  size_t len = 0;
-  int rc = read_stream(f, filename, &text, &len, err);
-  fclose(f);
-  if (rc != 0) return rc;
-  rc = rt_config_load_json(store, cfg, text, len, filename, err);
-  rt_free(text);
-  return rc;
 }
 
 /* "rateLimit.windowMs" -> "REALTIME_RATE_LIMIT_WINDOW_MS"; -1 if it does not fit in cap. */
@@ -640,8 +412,8 @@ int rt_config_apply_env(rt_config_store_t *store, rt_config_t *cfg, char *const 
 
 int rt_config_set(rt_config_store_t *store, rt_config_t *cfg, const char *key, const char *value,
                   const char *source, rt_errbuf_t *err) {
-  const rt_config_option_t *o = find_option(key);
-  if (o == NULL) return unknown_key_error(source, key, err);
+  const rt_config_option_t *o = rt_config_find_option(key);
+  if (o == NULL) return rt_config_unknown_key_error(source, key, err);
   rt_config_stage_t st;
   rt_config_stage_begin(&st, cfg);
   return rt_config_stage_end(&st, stage_text(&st, o, value, source, err), store, cfg);
@@ -673,7 +445,7 @@ static int validate_option(const rt_config_t *cfg, const rt_config_option_t *o, 
     case RT_CONFIG_KIND_ALGS:
       if (cfg->jwt_algorithms == NULL || parse_algorithm_list(cfg->jwt_algorithms) != 0) return 0;
       rt_config_quote_text(got, sizeof(got), cfg->jwt_algorithms);
-      return expect_error(o, who, got, 1, err);
+      return rt_config_expect_error(o, who, got, 1, err);
     case RT_CONFIG_KIND_API_KEYS:
       return rt_config_check_api_keys(cfg->api_keys, cfg->api_key_count, "", err);
     case RT_CONFIG_KIND_QUERIES:
@@ -681,7 +453,7 @@ static int validate_option(const rt_config_t *cfg, const rt_config_option_t *o, 
     case RT_CONFIG_KIND_BOOL: return 0;
     default:
       if (number_in_range(cfg, o, got, sizeof(got))) return 0;
-      return expect_error(o, who, got, 0, err);
+      return rt_config_expect_error(o, who, got, 0, err);
   }
 }
 
@@ -742,7 +514,7 @@ static int validate_relations(const rt_config_t *cfg, rt_errbuf_t *err) {
 }
 
 void rt_config_resolve(const rt_config_store_t *store, rt_config_t *cfg) {
-  const rt_config_option_t *publish = find_option("maxPublishSize");
+  const rt_config_option_t *publish = rt_config_find_option("maxPublishSize");
   if ((store->set_keys & rt_config_key_bit(publish)) == 0 &&
       cfg->max_publish_size > cfg->max_message_size) {
     cfg->max_publish_size = cfg->max_message_size;
@@ -759,7 +531,7 @@ const char *rt_config_key(size_t i) {
 }
 
 int rt_config_env_name(const char *key, char *buf, size_t cap) {
-  const rt_config_option_t *o = find_option(key);
+  const rt_config_option_t *o = rt_config_find_option(key);
   if (o == NULL || (o->flags & RT_CONFIG_FLAG_FILE_ONLY)) return RT_ENOENT;
   return env_name_of(key, buf, cap) == 0 ? 0 : RT_EINVAL;
 }

@@ -57,6 +57,24 @@ static inline uint64_t rt_config_key_bit(const rt_config_option_t *o) {
   return (uint64_t)1 << (o - rt_config_options);
 }
 
+/* The entry of `key` ("rateLimit.windowMs") in the key table, or NULL. */
+const rt_config_option_t *rt_config_find_option(const char *key);
+
+/*
+ * The one wording for "this value does not fit key o": `who` names the key
+ * or variable, `got` shows what was given, the expectation comes from the
+ * table (from_text: the environment or a flag, which write booleans and
+ * jwtAlgorithms differently from the file). Returns RT_ECONFIG.
+ */
+int rt_config_expect_error(const rt_config_option_t *o, const char *who, const char *got,
+                           int from_text, rt_errbuf_t *err);
+
+/*
+ * `origin: unknown key "key"`, with a "did you mean" naming the closest
+ * known key or group when one is a couple of edits away. Returns RT_ECONFIG.
+ */
+int rt_config_unknown_key_error(const char *origin, const char *key, rt_errbuf_t *err);
+
 /* A JWT algorithm a deployment may accept ("none" is deliberately absent). */
 typedef struct {
   const char *name; /* "alg" header value */
@@ -68,6 +86,9 @@ extern const rt_config_algorithm_t rt_config_algorithms[];
 #define RT_CONFIG_ALG_COUNT 5 /* entries of rt_config_algorithms */
 #define RT_CONFIG_ALG_NAMES "HS256, HS384, HS512, RS256, ES256"
 #define RT_CONFIG_ALG_LIST_MAX 64 /* every algorithm name, comma-separated, with its NUL */
+
+/* The index in rt_config_algorithms of the name name[0..len) (case-sensitive, as JWS), or -1. */
+int rt_config_find_algorithm(const char *name, size_t len);
 
 /*
  * A load in progress: a copy of the config plus a private store for the
