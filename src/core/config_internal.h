@@ -91,6 +91,13 @@ extern const rt_config_algorithm_t rt_config_algorithms[];
 int rt_config_find_algorithm(const char *name, size_t len);
 
 /*
+ * Parses "HS256, RS256" into a set (bit i: rt_config_algorithms[i]), blanks
+ * around names ignored, repeats collapsed; 0, which no valid list yields,
+ * when the list is empty or an item is empty or unknown.
+ */
+unsigned rt_config_parse_algorithms(const char *text);
+
+/*
  * A load in progress: a copy of the config plus a private store for the
  * strings it sets. Committing moves those strings into the caller's store;
  * aborting frees them, which is what makes every loader all-or-nothing.
