@@ -1,8 +1,10 @@
 /*
- * Internal to the config module (config.h), not part of its API: the shapes
- * the module's files share. The key table describes every key once (its
- * JSON path, storage, parsing and range), and every loader goes through a
- * staged load so that it is all-or-nothing. The structured "apiKeys" and
+ * Internal to the config module (config.h), not part of its API: what its
+ * files share. The key table (config.c) describes every key once (its JSON
+ * path, storage, parsing and range); every loader, the text sources
+ * (config_text.c) and the file (config_file.c), goes through a staged load
+ * (config_stage.c) so that it is all-or-nothing; the checks
+ * (config_validate.c) read the same table. The structured "apiKeys" and
  * "queries" values have their own internal header, config_blocks.h.
  * Nothing here is thread-safe, as in config.h.
  */
