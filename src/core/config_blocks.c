@@ -4,8 +4,9 @@
  * "queries", an object of {"sql", "permission", "key"} objects keyed by query
  * name. Each is packed into one allocation that the store frees with one
  * call, and checked entry by entry; code-built configs get the same checks.
- * Also the wording helpers that config.c shares: quoted values, JSON values
- * described by value or by type, and the names of array items.
+ * Also the wording helpers that the other config files share: quoted
+ * values, JSON values described by value or by type, and the names of array
+ * items.
  */
 #include "config_blocks.h"
 

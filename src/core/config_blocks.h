@@ -1,10 +1,11 @@
 /*
- * Internal to the config loader: what config.c takes from config_blocks.c.
- * The two structured, file-only values ("apiKeys" and "queries") are packed
- * and checked there, and config.c stages the packed blocks like any other
- * owned value. The message helpers here are shared so that every message
- * about a key quotes, describes and names values in one wording.
- * Not part of the public config.h API.
+ * Internal to the config module: what its other files take from
+ * config_blocks.c. The two structured, file-only values ("apiKeys" and
+ * "queries") are packed and checked there; config_file.c stages the packed
+ * blocks like any other owned value and config_validate.c checks code-built
+ * ones. The message helpers here are shared so that every message about a
+ * key quotes, describes and names values in one wording.
+ * Not part of the public config.h API (see also config_internal.h).
  */
 #ifndef RT_CORE_CONFIG_BLOCKS_H
 #define RT_CORE_CONFIG_BLOCKS_H
