@@ -31,7 +31,7 @@ test-asan: test-deps
 
 # The code that crosses threads (workers, inboxes, publish_async, the live-query
 # pool) under ThreadSanitizer: a report makes the binary fail (halt_on_error).
-TSAN_TESTS = unit/test_worker|unit/test_server|unit/test_live_api|integration/workers|integration/pubsub|integration/presence|integration/livequery|integration/shutdown
+TSAN_TESTS = unit/test_worker|unit/test_server|unit/test_live_api|integration/workers|integration/pubsub|integration/presence|integration/livequery|integration/shutdown|integration/flushinterval
 test-tsan: test-deps
 	@cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DRT_TSAN=ON -DCMAKE_C_COMPILER=clang >/dev/null
 	@cmake --build build/tsan -j $(JOBS)

@@ -251,14 +251,14 @@ void rt_conn_ping_all(rt_worker_t *w);
 
 /* src/io/flush.c */
 /* Per-loop write-path state; with use_io_uring, sends are batched when the kernel allows. */
-rt_flusher_t *rt_flusher_new(int use_io_uring);
+rt_flusher_t *rt_flusher_new(int use_io_uring, uint32_t interval_ms);
 /* NULL is a no-op. */
 void rt_flusher_free(rt_flusher_t *fl);
 /* 1 when flushes go through io_uring, 0 when through writev. */
 int rt_flusher_uses_io_uring(const rt_flusher_t *fl);
 /* rt_flush_schedule (inline: it runs once per delivery) is in worker.h. */
 /* Writes every pending conn's queue (called from the prepare handle, without the lock). */
-void rt_flush_pending(rt_worker_t *w);
+uint64_t rt_flush_pending(rt_worker_t *w);
 /* Drops queued frames that are not partly written or in flight. */
 void rt_flush_drop_unsent(rt_conn_t *c);
 

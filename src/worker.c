@@ -129,8 +129,17 @@ static void close_inbox(rt_worker_t *w) {
   close_handle(w, (uv_handle_t *)&w->async);
 }
 
+/* A held flush is due: the prepare handle that follows this iteration's timers flushes. */
+static void on_flush_due(uv_timer_t *h) { (void)h; }
+
 /* Flush before sleep: the write path runs without the server lock. */
-static void on_prepare(uv_prepare_t *h) { rt_flush_pending(h->data); }
+static void on_prepare(uv_prepare_t *h) {
+  rt_worker_t *w = h->data;
+  uint64_t wait_ms = rt_flush_pending(w);
+  if (wait_ms == 0 || uv_is_active((uv_handle_t *)&w->flush_timer)) return;
+  uv_update_time(w->loop); /* the timer counts from now, not from the iteration's start */
+  uv_timer_start(&w->flush_timer, on_flush_due, wait_ms, 0);
+}
 
 static void on_tick(uv_timer_t *h) {
   rt_worker_t *w = h->data;
@@ -171,7 +180,8 @@ int rt_worker_init(rt_worker_t *w) {
     w->loop = w->srv->loop;
   }
   /* io_uring rings are per loop thread: each worker gets its own (or writev). */
-  if ((w->flusher = rt_flusher_new(w->srv->cfg.io_uring)) == NULL) {
+  const rt_config_t *cfg = &w->srv->cfg;
+  if ((w->flusher = rt_flusher_new(cfg->io_uring, cfg->flush_interval_ms)) == NULL) {
     if (w->index > 0) uv_loop_close(&w->own_loop);
     return RT_ENOMEM;
   }
@@ -181,10 +191,11 @@ int rt_worker_init(rt_worker_t *w) {
   uv_timer_init(w->loop, &w->tick);
   uv_timer_init(w->loop, &w->ping);
   uv_timer_init(w->loop, &w->stop_timer);
+  uv_timer_init(w->loop, &w->flush_timer);
   uv_async_init(w->loop, &w->async, on_async);
   w->listener.data = w->flush_prep.data = w->tick.data = w->ping.data = w->stop_timer.data = w;
-  w->async.data = w;
-  w->handles_open = 6;
+  w->flush_timer.data = w->async.data = w;
+  w->handles_open = 7;
   uv_mutex_lock(&w->inbox_mu);
   w->inbox_closed = 0;
   uv_mutex_unlock(&w->inbox_mu);
@@ -235,6 +246,7 @@ static void finish(rt_worker_t *w) {
   close_handle(w, (uv_handle_t *)&w->tick);
   close_handle(w, (uv_handle_t *)&w->ping);
   close_handle(w, (uv_handle_t *)&w->stop_timer);
+  close_handle(w, (uv_handle_t *)&w->flush_timer);
   close_handle(w, (uv_handle_t *)&w->listener);
   if (w->index > 0) {
     close_inbox(w);

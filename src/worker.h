@@ -74,6 +74,7 @@ struct rt_worker_s {
   uv_timer_t tick;           /* deadlines, token expiry (and, worker 0, presence expiry) */
   uv_timer_t ping;           /* keep-alive pings */
   uv_timer_t stop_timer;     /* shutdown budget */
+  uv_timer_t flush_timer;    /* brings back a flush held by flushInterval */
   uv_async_t async;          /* inbox and wake-ups */
   uv_mutex_t inbox_mu;       /* guards inbox_head/tail/closed */
   rt_inbox_msg_t *inbox_head; /* messages from other threads, oldest first */

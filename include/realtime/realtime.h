@@ -150,6 +150,9 @@ typedef struct rt_config_s {
   uint32_t shutdown_timeout_ms;  /* graceful stop budget, default 5000 */
   int io_uring;                  /* batch each flush's sends in one io_uring call when the
                                     kernel allows it (else writev), default 1 */
+  uint32_t flush_interval_ms;    /* shortest time between two flushes of a worker (0-1000):
+                                    fewer, larger writes under load for up to this much
+                                    latency; default 0, a flush every loop iteration */
   uint32_t max_json_depth;       /* nesting limit for commands, default 64 */
   int validate_xss;              /* refuse script/HTML injection in published data, default 1 */
   size_t max_presence_data_size; /* bytes of one presence data object, default 4096 */

@@ -24,6 +24,7 @@
 #define DISCONNECT_MAX 1000u /* largest rateLimit.disconnectAfter multiple */
 #define POLL_MAX 60000u      /* database.pollInterval ceiling: a minute between looks for commits */
 #define LIVE_TIMEOUT_MAX 600000u /* ten minutes: the longest one evaluation may run */
+#define FLUSH_INTERVAL_MAX 1000u /* flushInterval ceiling: a second of added latency at most */
 #define LIVE_BYTES_MAX ((uint64_t)256 << 20) /* largest encoded result of one query */
 
 #define OPT_STR(key, field, check, flags)                    \
@@ -93,6 +94,7 @@ const rt_config_option_t rt_config_options[] = {
     OPT_NUM("handshakeTimeout", KIND_U32, handshake_timeout_ms, 1, MS_MAX),
     OPT_NUM("shutdownTimeout", KIND_U32, shutdown_timeout_ms, 0, MS_MAX),
     OPT_BOOL("ioUring", io_uring),
+    OPT_NUM("flushInterval", KIND_U32, flush_interval_ms, 0, FLUSH_INTERVAL_MAX),
     OPT_NUM("workers", KIND_U32, workers, 1, 64),
     OPT_NUM("maxJsonDepth", KIND_U32, max_json_depth, 1, 1024),
     OPT_BOOL("validation.xss", validate_xss),
@@ -157,6 +159,7 @@ void rt_config_init(rt_config_t *cfg) {
   cfg->handshake_timeout_ms = 10000;
   cfg->shutdown_timeout_ms = 5000;
   cfg->io_uring = 1;
+  cfg->flush_interval_ms = 0;
   cfg->workers = 1;
   cfg->max_json_depth = 64;
   cfg->validate_xss = 1;

@@ -17,6 +17,14 @@
  * writev becomes one MSG_DONTWAIT sendmsg of a batch, and the whole batch is
  * one system call. Results are handled exactly like those of uv_try_write.
  *
+ * flushInterval (default 0) spaces the flushes: a flush that comes less than
+ * that long after the previous one started is held, and the worker's flush
+ * timer brings it back when the interval is over. Under a steady stream the
+ * messages of the interval then share one write per subscriber, which is
+ * what the kernel charges for (scenario B in bench/RESULTS.md: ~25 % less
+ * CPU per delivery at 5 ms, for that much more latency); the first message
+ * after a quiet interval still goes out at once.
+ *
  * With several workers this runs without the server lock, so the system
  * calls of different workers overlap: everything touched here belongs to
  * the worker's own thread (its conns' queues, its pending list, its write
@@ -42,12 +50,15 @@
 /* Per-loop state of the write path. */
 struct rt_flusher_s {
   rt_sendbatch_t *batch; /* io_uring sends; NULL: the writev path */
+  uint64_t interval_ns;  /* flushInterval; 0: every loop iteration */
+  uint64_t last_start;   /* uv_hrtime() of the last flush's start */
 };
 
-rt_flusher_t *rt_flusher_new(int use_io_uring) {
+rt_flusher_t *rt_flusher_new(int use_io_uring, uint32_t interval_ms) {
   rt_flusher_t *fl = rt_calloc(1, sizeof(*fl));
   if (fl == NULL) return NULL;
   if (use_io_uring) fl->batch = rt_sendbatch_new(FLUSH_BATCH_SENDS, FLUSH_BATCH_IOV);
+  fl->interval_ns = (uint64_t)interval_ms * 1000000;
   return fl;
 }
 
@@ -266,22 +277,35 @@ static void flush_batched(rt_worker_t *w, rt_link_t *batch) {
   }
 }
 
-/* Detaches the list first: a conn that re-queues while being flushed waits for the next pass. */
-void rt_flush_pending(rt_worker_t *w) {
+/*
+ * Detaches the list first: a conn that re-queues while being flushed waits
+ * for the next pass. Returns 0, or the time in ms after which the held flush
+ * is due (flushInterval).
+ */
+uint64_t rt_flush_pending(rt_worker_t *w) {
+  rt_flusher_t *fl = w->flusher;
   rt_link_t batch;
   /* This iteration's batch frames are complete: later publishes start new ones. */
   rt_hub_close_batches(w->hub);
-  if (rt_link_empty(&w->pending)) return;
+  if (rt_link_empty(&w->pending)) return 0;
+  if (fl->interval_ns > 0) {
+    uint64_t now = uv_hrtime();
+    uint64_t due = fl->last_start + fl->interval_ns;
+    /* Rounded up: the timer has 1 ms steps and must not fire before it is due. */
+    if (now < due) return (due - now + 999999) / 1000000;
+    fl->last_start = now;
+  }
   rt_link_move(&w->pending, &batch);
   if (rt_flusher_uses_io_uring(w->flusher)) {
     flush_batched(w, &batch);
-    return;
+    return 0;
   }
   while (!rt_link_empty(&batch)) {
     rt_conn_t *c = RT_CONTAINER_OF(batch.next, rt_conn_t, pending_link);
     rt_link_remove(&c->pending_link);
     if (c->state != CONN_CLOSED) flush_conn(c);
   }
+  return 0;
 }
 
 /*

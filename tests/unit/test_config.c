@@ -61,6 +61,7 @@ static const struct {
     {"handshakeTimeout", "REALTIME_HANDSHAKE_TIMEOUT", NUM},
     {"shutdownTimeout", "REALTIME_SHUTDOWN_TIMEOUT", NUM},
     {"ioUring", "REALTIME_IO_URING", BOOL},
+    {"flushInterval", "REALTIME_FLUSH_INTERVAL", NUM},
     {"workers", "REALTIME_WORKERS", NUM},
     {"maxJsonDepth", "REALTIME_MAX_JSON_DEPTH", NUM},
     {"validation.xss", "REALTIME_VALIDATION_XSS", BOOL},
@@ -104,7 +105,7 @@ static const char full_json[] =
     "                \"disconnectAfter\": 3},\n"
     "  \"maxMessageSize\": 2097152, \"maxPublishSize\": 1048576, \"maxSubscriptions\": 50,\n"
     "  \"maxQueuedBytes\": 8388608, \"maxHeaderSize\": 16384, \"handshakeTimeout\": 3000,\n"
-    "  \"shutdownTimeout\": 0, \"workers\": 3, \"maxJsonDepth\": 16, \"validation\": {\"xss\": false},\n"
+    "  \"shutdownTimeout\": 0, \"flushInterval\": 7, \"workers\": 3, \"maxJsonDepth\": 16, \"validation\": {\"xss\": false},\n"
     "  \"maxPresenceDataSize\": 2048, \"maxPresencePerChannel\": 99,\n"
     "  \"database\": {\"path\": \"/var/lib/realtime/live.db\", \"pollInterval\": 20,\n"
     "               \"setup\": \"" SETUP_SQL "\"},\n"
@@ -227,6 +228,7 @@ static void assert_full_config(const rt_config_t *cfg) {
   assert_int_equal(cfg->max_header_size, 16384);
   assert_int_equal(cfg->handshake_timeout_ms, 3000);
   assert_int_equal(cfg->shutdown_timeout_ms, 0);
+  assert_int_equal(cfg->flush_interval_ms, 7);
   assert_int_equal(cfg->workers, 3);
   assert_int_equal(cfg->max_json_depth, 16);
   assert_int_equal(cfg->validate_xss, 0);
@@ -317,6 +319,7 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.handshake_timeout_ms, 10000);
   assert_int_equal(cfg.shutdown_timeout_ms, 5000);
   assert_int_equal(cfg.io_uring, 1);
+  assert_int_equal(cfg.flush_interval_ms, 0);
   assert_int_equal(cfg.workers, 1);
   assert_int_equal(cfg.max_json_depth, 64);
   assert_int_equal(cfg.validate_xss, 1);
@@ -591,6 +594,7 @@ static void test_env_every_variable(void **state) {
       "REALTIME_MAX_HEADER_SIZE=16384",
       "REALTIME_HANDSHAKE_TIMEOUT=3000",
       "REALTIME_SHUTDOWN_TIMEOUT=0",
+      "REALTIME_FLUSH_INTERVAL=7",
       "REALTIME_WORKERS=3",
       "REALTIME_MAX_JSON_DEPTH=16",
       "REALTIME_VALIDATION_XSS=false",
@@ -689,6 +693,8 @@ static void test_env_errors_name_the_variable(void **state) {
                    "REALTIME_TOKEN_EXPIRY_GRACE must be an integer 0-86400000 (got \"86400001\")");
   expect_env_error("REALTIME_RATE_LIMIT_DISCONNECT_AFTER=1001",
                    "REALTIME_RATE_LIMIT_DISCONNECT_AFTER must be an integer 0-1000 (got \"1001\")");
+  expect_env_error("REALTIME_FLUSH_INTERVAL=1001",
+                   "REALTIME_FLUSH_INTERVAL must be an integer 0-1000 (got \"1001\")");
   expect_env_error("REALTIME_RATE_LIMIT_PUBLISH=-1",
                    "REALTIME_RATE_LIMIT_PUBLISH must be an integer 0-4294967295 (got \"-1\")");
   expect_env_error("REALTIME_VALIDATION_XSS=on",
