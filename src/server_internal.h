@@ -257,7 +257,11 @@ void rt_flusher_free(rt_flusher_t *fl);
 /* 1 when flushes go through io_uring, 0 when through writev. */
 int rt_flusher_uses_io_uring(const rt_flusher_t *fl);
 /* rt_flush_schedule (inline: it runs once per delivery) is in worker.h. */
-/* Writes every pending conn's queue (called from the prepare handle, without the lock). */
+/*
+ * Writes every pending conn's queue (called from the prepare handle, without
+ * the lock) and returns 0; or, when flushInterval holds this flush, writes
+ * nothing and returns the ms until it is due.
+ */
 uint64_t rt_flush_pending(rt_worker_t *w);
 /* Drops queued frames that are not partly written or in flight. */
 void rt_flush_drop_unsent(rt_conn_t *c);

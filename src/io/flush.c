@@ -21,9 +21,10 @@
  * that long after the previous one started is held, and the worker's flush
  * timer brings it back when the interval is over. Under a steady stream the
  * messages of the interval then share one write per subscriber, which is
- * what the kernel charges for (scenario B in bench/RESULTS.md: ~25 % less
- * CPU per delivery at 5 ms, for that much more latency); the first message
- * after a quiet interval still goes out at once.
+ * what the kernel charges for (scenario B in bench/RESULTS.md: 15-25 % less
+ * CPU per delivery at 4-5 ms, for that much more latency); the first message
+ * after a quiet interval still goes out at once. Held bytes count toward
+ * maxQueuedBytes like any other queued bytes.
  *
  * With several workers this runs without the server lock, so the system
  * calls of different workers overlap: everything touched here belongs to
